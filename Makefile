@@ -1,0 +1,46 @@
+# SPDX-License-Identifier: MIT
+# Front door. `make demo` and `make test` are the README's two commands: each installs missing
+# Debian packages (or prints the apt-get command when not root), configures and builds.
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE_ARGS ?=
+
+.PHONY: all deps build test test-asan demo fuzz format clean
+
+all: build
+
+deps:
+	@tools/deps.sh build
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS)
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+
+# Unit, integration and fuzz-corpus replays again under AddressSanitizer + UBSan.
+test-asan: deps
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DE2M_SANITIZE=ON $(CMAKE_ARGS)
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS) -L 'unit|integration|fuzz|ha'
+
+demo: build
+	@tools/demo.sh $(BUILD)
+
+# libFuzzer harnesses (clang), each run for FUZZ_SECONDS.
+fuzz:
+	@tools/deps.sh ci
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DE2M_FUZZ=ON -DE2M_SANITIZE=ON
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	tools/fuzz.sh $(FUZZ_BUILD) $${FUZZ_SECONDS:-60}
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

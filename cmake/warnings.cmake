@@ -1,0 +1,23 @@
+# Compiler flags shared by every target: warnings, sanitizers, coverage.
+add_compile_options(-Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+                    -Wformat=2 -Wno-unused-parameter -fno-common)
+add_compile_definitions(_POSIX_C_SOURCE=200809L _DEFAULT_SOURCE)
+if(E2M_WERROR)
+  add_compile_options(-Werror)
+endif()
+if(E2M_SANITIZE)
+  add_compile_options(-fsanitize=address,undefined -fno-sanitize-recover=undefined
+                      -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=address,undefined)
+  add_compile_definitions(E2M_SANITIZE=1)
+endif()
+if(E2M_COVERAGE)
+  add_compile_options(--coverage -O0)
+  add_link_options(--coverage)
+endif()
+if(E2M_FUZZ)
+  if(NOT CMAKE_C_COMPILER_ID MATCHES "Clang")
+    message(FATAL_ERROR "E2M_FUZZ needs clang (CC=clang)")
+  endif()
+  add_compile_options(-fsanitize=fuzzer-no-link)
+endif()

@@ -1,0 +1,274 @@
+// SPDX-License-Identifier: MIT
+// Modbus TCP and RTU devices through libmodbus.
+//
+// libmodbus is the codec here: it frames requests, checks CRCs and transaction ids and maps
+// exceptions to errno values. Its calls block for up to the response timeout, so every job
+// runs on the device's worker thread (see driver.h); nothing here touches shared state.
+//
+// Tables: holding registers (FC3 read, FC6/FC16 write), input registers (FC4), coils (FC1
+// read, FC5 write) and discrete inputs (FC2). Addresses are the 0-based protocol addresses.
+// After a timeout or a malformed reply the connection is closed and reopened on the next
+// job, so a late answer can never be taken for the next request's.
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <modbus.h>
+
+#include "drivers/driver.h"
+#include "drivers/modbus/modbus_frame.h"
+
+enum { T_HOLDING, T_INPUT, T_COIL, T_DISCRETE };
+
+static const struct drv_table tables[] = {
+    [T_HOLDING] = {"holding", false, true, 65535, {125, 8, 0}},
+    [T_INPUT] = {"input", false, false, 65535, {125, 8, 0}},
+    [T_COIL] = {"coil", true, true, 65535, {2000, 32, 0}},
+    [T_DISCRETE] = {"discrete", true, false, 65535, {2000, 32, 0}},
+};
+
+static const char *const parities[] = {"none", "even", "odd", NULL};
+static const char *const write_functions[] = {"auto", "single", "multiple", NULL};
+
+static const struct param_def settings[] = {
+    {.name = "host", .type = PARAM_STR, .help = "Modbus TCP: host name or address"},
+    {.name = "port", .type = PARAM_INT, .def = "502", .min = 1, .max = 65535},
+    {.name = "device", .type = PARAM_STR, .help = "Modbus RTU: serial device, e.g. /dev/ttyUSB0"},
+    {.name = "baud", .type = PARAM_INT, .def = "9600", .min = 300, .max = 4000000},
+    {.name = "parity", .type = PARAM_CHOICE, .def = "none", .choices = parities},
+    {.name = "data_bits", .type = PARAM_INT, .def = "8", .min = 7, .max = 8},
+    {.name = "stop_bits", .type = PARAM_INT, .def = "1", .min = 1, .max = 2},
+    {.name = "unit_id",
+     .type = PARAM_INT,
+     .def = "1",
+     .min = 0,
+     .max = 255,
+     .help = "slave/unit address (RTU: 1-247)"},
+};
+
+static const struct param_def options[] = {
+    {.name = "write_function",
+     .type = PARAM_CHOICE,
+     .def = "auto",
+     .choices = write_functions,
+     .help = "holding writes of one register: auto/single use FC6, multiple forces FC16"},
+};
+
+struct modbus_dev {
+    char id[65];
+    modbus_t *ctx;
+    bool rtu;
+    char host[256];
+    char port[8];
+    char device[256];
+    int baud, data_bits, stop_bits, unit;
+    char parity;
+    bool force_multiple;
+    uint32_t connect_timeout_ms, reply_timeout_ms;
+};
+
+static int modbus_check(const struct drv_device *dev, char *err, size_t n)
+{
+    bool host = params_is_set(dev->settings, "host");
+    bool device = params_is_set(dev->settings, "device");
+    if (host == device) {
+        snprintf(err, n, "give host (Modbus TCP) or device (Modbus RTU), exactly one");
+        return -EINVAL;
+    }
+    long long unit = params_int(dev->settings, "unit_id");
+    if (device && (unit < 1 || unit > 247)) {
+        snprintf(err, n, "unit_id on a serial bus must be 1-247, got %lld", unit);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int modbus_open(const struct drv_device *dev, void **state)
+{
+    struct modbus_dev *m = calloc(1, sizeof(*m));
+    if (!m)
+        return -ENOMEM;
+    snprintf(m->id, sizeof(m->id), "%s", dev->id);
+    const char *host = params_str(dev->settings, "host");
+    m->rtu = host == NULL;
+    if (host)
+        snprintf(m->host, sizeof(m->host), "%s", host);
+    else
+        snprintf(m->device, sizeof(m->device), "%s", params_str(dev->settings, "device"));
+    snprintf(m->port, sizeof(m->port), "%lld", params_int(dev->settings, "port"));
+    m->baud = (int)params_int(dev->settings, "baud");
+    m->parity = "NEO"[params_choice(dev->settings, "parity")];
+    m->data_bits = (int)params_int(dev->settings, "data_bits");
+    m->stop_bits = (int)params_int(dev->settings, "stop_bits");
+    m->unit = (int)params_int(dev->settings, "unit_id");
+    m->force_multiple = params_choice(dev->options, "write_function") == 2;
+    m->connect_timeout_ms = (uint32_t)params_ms(dev->core_options, "connect_timeout");
+    m->reply_timeout_ms = (uint32_t)params_ms(dev->core_options, "reply_timeout");
+    *state = m;
+    return 0;
+}
+
+static void disconnect(struct modbus_dev *m)
+{
+    if (!m->ctx)
+        return;
+    modbus_close(m->ctx);
+    modbus_free(m->ctx);
+    m->ctx = NULL;
+}
+
+static void modbus_close_dev(void *state)
+{
+    struct modbus_dev *m = state;
+    disconnect(m);
+    free(m);
+}
+
+static void set_timeout(modbus_t *ctx, uint32_t ms)
+{
+    modbus_set_response_timeout(ctx, ms / 1000, (ms % 1000) * 1000);
+}
+
+static enum drv_status fail(struct modbus_dev *m, struct drv_result *res, const char *what)
+{
+    int e = errno;
+    snprintf(res->detail, sizeof(res->detail), "%s: %.100s", what, modbus_strerror(e));
+    if (e > MODBUS_ENOBASE && e <= EMBXGTAR) {
+        res->code = e - MODBUS_ENOBASE;
+        return res->status = DRV_ERR_EXCEPTION; // the device answered; the link is fine
+    }
+    disconnect(m);
+    if (e == ETIMEDOUT)
+        return res->status = DRV_ERR_TIMEOUT;
+    if (e == EMBBADCRC || e == EMBBADDATA || e == EMBBADEXC || e == EMBUNKEXC || e == EMBMDATA ||
+        e == EMBBADSLAVE)
+        return res->status = DRV_ERR_PROTOCOL;
+    return res->status = DRV_ERR_IO;
+}
+
+static int ensure_connected(struct modbus_dev *m, struct drv_result *res)
+{
+    if (m->ctx)
+        return 0;
+    m->ctx = m->rtu ? modbus_new_rtu(m->device, m->baud, m->parity, m->data_bits, m->stop_bits)
+                    : modbus_new_tcp_pi(m->host, m->port);
+    if (!m->ctx) {
+        snprintf(res->detail, sizeof(res->detail), "cannot create a Modbus context: %s",
+                 modbus_strerror(errno));
+        res->status = DRV_ERR_CONNECT;
+        return -1;
+    }
+    modbus_set_slave(m->ctx, m->unit);
+    // libmodbus bounds the connect with the response timeout.
+    set_timeout(m->ctx, m->connect_timeout_ms);
+    if (modbus_connect(m->ctx) < 0) {
+        snprintf(res->detail, sizeof(res->detail), "cannot connect to %.48s%s%s: %.40s",
+                 m->rtu ? m->device : m->host, m->rtu ? "" : ":", m->rtu ? "" : m->port,
+                 modbus_strerror(errno));
+        modbus_free(m->ctx);
+        m->ctx = NULL;
+        res->status = DRV_ERR_CONNECT;
+        return -1;
+    }
+    set_timeout(m->ctx, m->reply_timeout_ms);
+    return 0;
+}
+
+static void do_read(struct modbus_dev *m, const struct drv_job *job, struct drv_result *res)
+{
+    int n;
+    uint8_t bits[DRV_MAX_READ];
+    switch (job->table) {
+    case T_HOLDING:
+        n = modbus_read_registers(m->ctx, (int)job->address, job->count, res->regs);
+        break;
+    case T_INPUT:
+        n = modbus_read_input_registers(m->ctx, (int)job->address, job->count, res->regs);
+        break;
+    case T_COIL: n = modbus_read_bits(m->ctx, (int)job->address, job->count, bits); break;
+    default: n = modbus_read_input_bits(m->ctx, (int)job->address, job->count, bits); break;
+    }
+    if (n < 0) {
+        fail(m, res, "read");
+        return;
+    }
+    if (tables[job->table].bits)
+        for (int i = 0; i < n; i++)
+            res->regs[i] = bits[i] ? 1 : 0;
+    res->count = (uint16_t)n;
+    res->status = DRV_OK;
+}
+
+static void do_write(struct modbus_dev *m, const struct drv_job *job, struct drv_result *res)
+{
+    int rc;
+    int addr = (int)job->address;
+    if (job->table == T_COIL) {
+        rc = modbus_write_bit(m->ctx, addr, job->regs[0] ? 1 : 0);
+    } else if (job->bit >= 0) {
+        // One bit of a register: read it fresh, change the bit, write it back.
+        uint16_t cur;
+        if (modbus_read_registers(m->ctx, addr, 1, &cur) < 0) {
+            fail(m, res, "read before write");
+            return;
+        }
+        uint16_t v = regmap_apply_bit(&job->bit_format, cur, job->bit_on);
+        rc = m->force_multiple ? modbus_write_registers(m->ctx, addr, 1, &v)
+                               : modbus_write_register(m->ctx, addr, v);
+    } else if (job->count == 1 && !m->force_multiple) {
+        rc = modbus_write_register(m->ctx, addr, job->regs[0]);
+    } else {
+        rc = modbus_write_registers(m->ctx, addr, job->count, job->regs);
+    }
+    if (rc < 0) {
+        fail(m, res, "write");
+        return;
+    }
+    res->status = DRV_OK;
+}
+
+static void modbus_run(void *state, const struct drv_job *job, struct drv_result *res)
+{
+    struct modbus_dev *m = state;
+    res->status = DRV_OK;
+    res->code = 0;
+    res->count = 0;
+    res->n_samples = 0;
+    res->detail[0] = '\0';
+    if (ensure_connected(m, res) < 0)
+        return;
+    switch (job->type) {
+    case DRV_JOB_READ: do_read(m, job, res); break;
+    case DRV_JOB_WRITE: do_write(m, job, res); break;
+    default:
+        snprintf(res->detail, sizeof(res->detail), "job type %d not supported", job->type);
+        res->status = DRV_ERR_PROTOCOL;
+    }
+}
+
+const struct driver_ops modbus_driver = {
+    .name = "modbus",
+    .summary = "any Modbus TCP or RTU device (meters, SunSpec inverters, ...)",
+    .settings = settings,
+    .n_settings = sizeof(settings) / sizeof(settings[0]),
+    .options = options,
+    .n_options = sizeof(options) / sizeof(options[0]),
+    .tables = tables,
+    .n_tables = sizeof(tables) / sizeof(tables[0]),
+    .timing =
+        {
+            .min_gap_ms = 0,
+            .poll_ms = 10000,
+            .min_poll_ms = 100,
+            .reply_timeout_ms = 1000,
+            .connect_timeout_ms = 3000,
+            .backoff_min_ms = 1000,
+            .backoff_max_ms = 60000,
+        },
+    .check = modbus_check,
+    .open = modbus_open,
+    .close = modbus_close_dev,
+    .run = modbus_run,
+    .decode = modbus_frame_decode,
+};
