@@ -1,0 +1,454 @@
+// SPDX-License-Identifier: MIT
+// Loading and checking the user's configuration.
+#include "core/config.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/diag.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/model.h"
+#include "core/node.h"
+#include "core/reader.h"
+#include "drivers/drivers.h"
+
+struct cfg_loader {
+    struct reader r;
+    struct config *c;
+    struct model **models; // loaded once per key
+    const char **model_keys;
+    size_t n_models;
+};
+
+static const char *const top_keys[] = {"mqtt",      "state_dir", "entities_dir",
+                                       "log_level", "devices",   NULL};
+static const char *const mqtt_keys[] = {
+    "url",       "username",    "password",         "password_file",
+    "client_id", "base_topic",  "discovery_prefix", "discovery",
+    "ca_file",   "cert_file",   "key_file",         "tls_insecure",
+    "keepalive", "birth_topic", "birth_delay",      "scan_time",
+    NULL};
+
+// Topic levels we build from user input must not contain wildcards or separators.
+static bool topic_level_ok(const char *s, bool allow_slash)
+{
+    if (!*s)
+        return false;
+    for (const char *p = s; *p; p++)
+        if (*p == '+' || *p == '#' || (!allow_slash && *p == '/'))
+            return false;
+    return s[0] != '/' && s[strlen(s) - 1] != '/';
+}
+
+static bool device_id_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_' ||
+              s[i] == '-'))
+            return false;
+    return true;
+}
+
+static int parse_url(struct mqtt_config *m, const char *url)
+{
+    const char *p;
+    if (strncmp(url, "mqtt://", 7) == 0 || strncmp(url, "tcp://", 6) == 0) {
+        m->tls = false;
+        m->port = 1883;
+    } else if (strncmp(url, "mqtts://", 8) == 0 || strncmp(url, "ssl://", 6) == 0) {
+        m->tls = true;
+        m->port = 8883;
+    } else {
+        return -1;
+    }
+    p = strstr(url, "://") + 3;
+    if (strchr(p, '@') || strchr(p, '/'))
+        return -1; // credentials belong in username/password, never in a URL we might log
+    const char *colon = strrchr(p, ':');
+    size_t hlen = colon ? (size_t)(colon - p) : strlen(p);
+    if (hlen == 0 || hlen > 253)
+        return -1;
+    if (colon) {
+        long long port;
+        if (!node_parse_int(colon + 1, &port) || port < 1 || port > 65535)
+            return -1;
+        m->port = (int)port;
+    }
+    return (int)hlen; // the caller copies the host name
+}
+
+static char *read_secret_file(struct cfg_loader *L, const struct node *n, const char *path,
+                              const char *file)
+{
+    FILE *f = fopen(file, "r");
+    if (!f) {
+        diag_at(L->r.d, L->r.file, n, path, "cannot read %s: %s", file, strerror(errno));
+        return NULL;
+    }
+    char buf[1024];
+    size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[len] = '\0';
+    while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+        buf[--len] = '\0';
+    return arena_strdup(L->r.a, buf);
+}
+
+static void read_mqtt(struct cfg_loader *L, const struct node *n)
+{
+    struct reader *r = &L->r;
+    struct mqtt_config *m = &L->c->mqtt;
+    m->url = "mqtt://127.0.0.1:1883";
+    m->base_topic = "energy2mqtt";
+    m->discovery_prefix = "homeassistant";
+    m->keepalive_ms = 30000;
+    m->birth_topic = "homeassistant/status";
+    m->birth_delay_ms = 5000;
+    m->scan_ms = 2000;
+    if (n) {
+        if (!rd_is_map(r, n, "mqtt"))
+            return;
+        rd_check_keys(r, n, "mqtt", mqtt_keys);
+        rd_str(r, n, "mqtt", "url", &m->url);
+        rd_str(r, n, "mqtt", "username", &m->username);
+        rd_str(r, n, "mqtt", "password", &m->password);
+        const char *pwfile = NULL;
+        if (rd_str(r, n, "mqtt", "password_file", &pwfile) > 0) {
+            if (m->password)
+                diag_at(r->d, r->file, node_get(n, "password_file"), "mqtt.password_file",
+                        "give password or password_file, not both");
+            else
+                m->password =
+                    read_secret_file(L, node_get(n, "password_file"), "mqtt.password_file", pwfile);
+        }
+        rd_str(r, n, "mqtt", "client_id", &m->client_id);
+        rd_str(r, n, "mqtt", "base_topic", &m->base_topic);
+        rd_str(r, n, "mqtt", "discovery_prefix", &m->discovery_prefix);
+        static const char *const modes[] = {"device", "entity", NULL};
+        int mode = 0;
+        rd_choice(r, n, "mqtt", "discovery", modes, &mode);
+        m->discovery = (enum discovery_mode)mode;
+        rd_str(r, n, "mqtt", "ca_file", &m->ca_file);
+        rd_str(r, n, "mqtt", "cert_file", &m->cert_file);
+        rd_str(r, n, "mqtt", "key_file", &m->key_file);
+        rd_bool(r, n, "mqtt", "tls_insecure", &m->tls_insecure);
+        rd_duration(r, n, "mqtt", "keepalive", 5000, 3600000, &m->keepalive_ms);
+        rd_str(r, n, "mqtt", "birth_topic", &m->birth_topic);
+        rd_duration(r, n, "mqtt", "birth_delay", 0, 300000, &m->birth_delay_ms);
+        rd_duration(r, n, "mqtt", "scan_time", 0, 60000, &m->scan_ms);
+        if ((m->cert_file == NULL) != (m->key_file == NULL))
+            diag_at(r->d, r->file, n, "mqtt", "cert_file and key_file go together");
+    }
+    int hlen = parse_url(m, m->url);
+    if (hlen < 0) {
+        diag_at(r->d, r->file, n ? node_get(n, "url") : NULL, "mqtt.url",
+                "expected mqtt://host[:port] or mqtts://host[:port] (credentials go in "
+                "username and password), got '%s'",
+                m->url);
+    } else {
+        const char *p = strstr(m->url, "://") + 3;
+        m->host = arena_strndup(r->a, p, (size_t)hlen);
+    }
+    if (!topic_level_ok(m->base_topic, true))
+        diag_at(r->d, r->file, n ? node_get(n, "base_topic") : NULL, "mqtt.base_topic",
+                "expected a topic without + # or leading/trailing /, got '%s'", m->base_topic);
+    if (!topic_level_ok(m->discovery_prefix, true))
+        diag_at(r->d, r->file, n ? node_get(n, "discovery_prefix") : NULL, "mqtt.discovery_prefix",
+                "expected a topic without + # or leading/trailing /, got '%s'",
+                m->discovery_prefix);
+    if (!topic_level_ok(m->birth_topic, true))
+        diag_at(r->d, r->file, n ? node_get(n, "birth_topic") : NULL, "mqtt.birth_topic",
+                "expected a topic without + # or leading/trailing /, got '%s'", m->birth_topic);
+}
+
+static const struct model *load_model(struct cfg_loader *L, const struct node *n, const char *path,
+                                      const char *key)
+{
+    for (size_t i = 0; i < L->n_models; i++)
+        if (strcmp(L->model_keys[i], key) == 0)
+            return L->models[i];
+    size_t before = diag_count(L->r.d);
+    struct model *m = model_load(L->r.a, L->c->entity_dirs, L->c->n_entity_dirs, key, L->r.d);
+    if (!m && diag_count(L->r.d) == before) {
+        char dirs[512] = "";
+        size_t len = 0;
+        for (size_t i = 0; i < L->c->n_entity_dirs; i++)
+            len += (size_t)snprintf(dirs + len, sizeof(dirs) - len, "%s%s", i ? ", " : "",
+                                    L->c->entity_dirs[i]);
+        diag_at(L->r.d, L->r.file, n, path,
+                "no entity definition '%s' (expected vendor/model, a file <dir>/%s.yaml in: %s)",
+                key, key, dirs);
+    }
+    L->models = xrealloc(L->models, (L->n_models + 1) * sizeof(*L->models));
+    L->model_keys = xrealloc(L->model_keys, (L->n_models + 1) * sizeof(*L->model_keys));
+    L->models[L->n_models] = m;
+    L->model_keys[L->n_models++] = arena_strdup(L->r.a, key);
+    return m;
+}
+
+// Fills timing options the files left unset from the driver, then checks the combination.
+static void resolve_timing(struct cfg_loader *L, struct device_config *dev, const struct node *n,
+                           const char *path)
+{
+    struct reader *r = &L->r;
+    const struct drv_timing *t = &dev->model->driver->timing;
+    struct params *o = &dev->core_options;
+    static const struct {
+        const char *name;
+        size_t offset;
+    } defaults[] = {
+        {"poll_interval", offsetof(struct drv_timing, poll_ms)},
+        {"min_request_gap", offsetof(struct drv_timing, min_gap_ms)},
+        {"reply_timeout", offsetof(struct drv_timing, reply_timeout_ms)},
+        {"connect_timeout", offsetof(struct drv_timing, connect_timeout_ms)},
+        {"backoff_min", offsetof(struct drv_timing, backoff_min_ms)},
+        {"backoff_max", offsetof(struct drv_timing, backoff_max_ms)},
+    };
+    for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {
+        const struct param_def *d = params_find(o->defs, o->n, defaults[i].name);
+        struct param_value *v = &o->v[d - o->defs];
+        if (!v->set) {
+            v->set = true;
+            v->ms = *(const int64_t *)((const char *)t + defaults[i].offset);
+        }
+    }
+    const struct param_def *sd = params_find(o->defs, o->n, "stale_after");
+    struct param_value *stale = &o->v[sd - o->defs];
+    if (!stale->set) {
+        stale->set = true;
+        stale->ms = 3 * params_ms(o, "poll_interval");
+        if (stale->ms < 60000)
+            stale->ms = 60000;
+    }
+
+    const struct param_value *pv;
+    if (params_ms(o, "poll_interval") < t->min_poll_ms) {
+        pv = params_value(o, "poll_interval");
+        diag_pos(r->d, pv ? pv->file : r->file, pv ? pv->line : n->line, pv ? pv->col : n->col,
+                 rd_key(r, path, "options.poll_interval"),
+                 "the %s driver polls at most every %lld ms", dev->model->driver->name,
+                 (long long)t->min_poll_ms);
+    }
+    if (params_ms(o, "min_request_gap") < t->min_gap_ms && !params_bool(o, "unsafe_timing")) {
+        pv = params_value(o, "min_request_gap");
+        diag_pos(r->d, pv ? pv->file : r->file, pv ? pv->line : n->line, pv ? pv->col : n->col,
+                 rd_key(r, path, "options.min_request_gap"),
+                 "below the %s driver's safe minimum of %lld ms; set unsafe_timing: true to "
+                 "allow it",
+                 dev->model->driver->name, (long long)t->min_gap_ms);
+    }
+    if (params_ms(o, "backoff_max") < params_ms(o, "backoff_min"))
+        diag_at(r->d, r->file, n, rd_key(r, path, "options.backoff_max"),
+                "must not be below backoff_min");
+    struct sched_config sc = {
+        .min_gap_ms = params_ms(o, "min_request_gap"),
+        .reply_timeout_ms = params_ms(o, "reply_timeout") + params_ms(o, "connect_timeout"),
+        .backoff_min_ms = params_ms(o, "backoff_min"),
+        .backoff_max_ms = params_ms(o, "backoff_max"),
+        .offline_after = (uint32_t)params_int(o, "offline_after"),
+        .sleep_interval_ms = params_ms(o, "sleep_interval"),
+        .windows = dev->windows,
+        .n_windows = dev->n_windows,
+    };
+    const char *why = sched_config_check(&sc);
+    if (why)
+        diag_at(r->d, r->file, n, rd_key(r, path, "options"), "%s", why);
+}
+
+static void read_device(struct cfg_loader *L, struct device_config *dev, const struct node *n,
+                        const char *path)
+{
+    struct reader *r = &L->r;
+    dev->line = n->line;
+    dev->col = n->col;
+    if (rd_require(r, n, path, "id") && rd_str(r, n, path, "id", &dev->id) > 0) {
+        if (!device_id_ok(dev->id)) {
+            diag_at(r->d, r->file, node_get(n, "id"), rd_key(r, path, "id"),
+                    "expected 1-64 characters of a-z, 0-9, _ and -, got '%s'", dev->id);
+        } else if (strcmp(dev->id, "bridge") == 0) {
+            diag_at(r->d, r->file, node_get(n, "id"), rd_key(r, path, "id"),
+                    "'bridge' is reserved for energy2mqtt itself");
+        }
+    }
+    rd_str(r, n, path, "name", &dev->name);
+    if (!dev->name)
+        dev->name = dev->id;
+    if (rd_require(r, n, path, "model") && rd_str(r, n, path, "model", &dev->model_key) > 0)
+        dev->model = load_model(L, node_get(n, "model"), rd_key(r, path, "model"), dev->model_key);
+    if (!dev->model)
+        return; // without the model the driver, and so the valid keys, are unknown
+    const struct model *m = dev->model;
+    const struct driver_ops *drv = m->driver;
+
+    // The device entry's keys: generic ones plus the driver's settings.
+    const char **allowed = arena_alloc(r->a, (drv->n_settings + 6) * sizeof(*allowed));
+    size_t na = 0;
+    allowed[na++] = "id";
+    allowed[na++] = "name";
+    allowed[na++] = "model";
+    allowed[na++] = "options";
+    allowed[na++] = "disable";
+    for (size_t i = 0; i < drv->n_settings; i++)
+        allowed[na++] = drv->settings[i].name;
+    allowed[na] = NULL;
+    rd_check_keys(r, n, path, allowed);
+
+    params_init(&dev->settings, r->a, drv->settings, drv->n_settings);
+    for (size_t i = 0; i < drv->n_settings; i++) {
+        const struct param_def *d = &drv->settings[i];
+        const struct node *v = node_get(n, d->name);
+        if (v)
+            params_read_value(&dev->settings, r, d, v, rd_key(r, path, d->name));
+        if (d->required && !dev->settings.v[i].set)
+            rd_require(r, n, path, d->name);
+    }
+
+    params_copy(&dev->core_options, r->a, &m->core_options);
+    params_copy(&dev->driver_options, r->a, &m->driver_options);
+    dev->windows = m->windows;
+    dev->n_windows = m->n_windows;
+    const struct node *opts = node_get(n, "options");
+    if (opts)
+        model_read_options(r, drv, opts, rd_key(r, path, "options"), &dev->core_options,
+                           &dev->driver_options, &dev->windows, &dev->n_windows);
+    resolve_timing(L, dev, n, path);
+
+    dev->disabled = arena_alloc(r->a, (m->n_entities ? m->n_entities : 1) * sizeof(bool));
+    const struct node *dis = node_get(n, "disable");
+    if (dis) {
+        const char *dp = rd_key(r, path, "disable");
+        if (rd_is_seq(r, dis, dp)) {
+            for (size_t i = 0; i < dis->n; i++) {
+                const char *id = NULL;
+                if (rd_v_str(r, dis->items[i], rd_index(r, dp, i), &id) <= 0)
+                    continue;
+                const struct entity *e = model_find(m, id);
+                if (!e)
+                    diag_at(r->d, r->file, dis->items[i], rd_index(r, dp, i),
+                            "model %s has no entity '%s'", m->key, id);
+                else
+                    dev->disabled[model_index(m, e)] = true;
+            }
+        }
+    }
+
+    if (drv->check) {
+        struct drv_device dd = {dev->id, &dev->settings, &dev->core_options, &dev->driver_options};
+        char err[200];
+        if (drv->check(&dd, err, sizeof(err)) < 0)
+            diag_at(r->d, r->file, n, path, "%s", err);
+    }
+}
+
+static void add_entity_dir(struct config *c, struct arena *a, const char *dir)
+{
+    const char **dirs = arena_alloc(a, (c->n_entity_dirs + 1) * sizeof(*dirs));
+    if (c->n_entity_dirs)
+        memcpy(dirs, c->entity_dirs, c->n_entity_dirs * sizeof(*dirs));
+    dirs[c->n_entity_dirs++] = arena_strdup(a, dir);
+    c->entity_dirs = dirs;
+}
+
+int config_load(const char *path, struct config **out, struct diag *d)
+{
+    *out = NULL;
+    struct arena *a = arena_new();
+    struct config *c = arena_alloc(a, sizeof(*c));
+    c->arena = a;
+    c->file = arena_strdup(a, path);
+    c->log_level = -1;
+    struct cfg_loader L = {.r = {.a = a, .d = d, .file = c->file, .expand_env = true}, .c = c};
+    size_t before = diag_count(d);
+
+    struct node *root = NULL;
+    if (node_load(a, path, &root, d) < 0)
+        goto out;
+    if (!root) {
+        diag_pos(d, path, 1, 1, "", "the configuration is empty");
+        goto out;
+    }
+    if (!rd_is_map(&L.r, root, ""))
+        goto out;
+    rd_check_keys(&L.r, root, "", top_keys);
+    read_mqtt(&L, node_get(root, "mqtt"));
+
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", path);
+    c->state_dir = arena_strdup(a, dirname(dir));
+    rd_str(&L.r, root, "", "state_dir", &c->state_dir);
+
+    const char *lvl = NULL;
+    if (rd_str(&L.r, root, "", "log_level", &lvl) > 0) {
+        c->log_level = log_level_parse(lvl);
+        if (c->log_level < 0)
+            diag_at(d, c->file, node_get(root, "log_level"), "log_level",
+                    "expected error, warning, info, debug or trace, got '%s'", lvl);
+    }
+
+    const struct node *ed = node_get(root, "entities_dir");
+    if (ed && ed->kind == NODE_SEQ) {
+        for (size_t i = 0; i < ed->n; i++) {
+            const char *s = NULL;
+            if (rd_v_str(&L.r, ed->items[i], rd_index(&L.r, "entities_dir", i), &s) > 0)
+                add_entity_dir(c, a, s);
+        }
+    } else if (ed) {
+        const char *s = NULL;
+        if (rd_str(&L.r, root, "", "entities_dir", &s) > 0)
+            add_entity_dir(c, a, s);
+    }
+    const char *env_dir = getenv("E2M_ENTITIES_DIR");
+    if (env_dir && *env_dir)
+        add_entity_dir(c, a, env_dir);
+    add_entity_dir(c, a, E2M_ENTITIES_DIR);
+
+    const struct node *devs = node_get(root, "devices");
+    if (devs && !node_is_null(devs) && rd_is_seq(&L.r, devs, "devices")) {
+        c->devices = arena_alloc(a, (devs->n ? devs->n : 1) * sizeof(*c->devices));
+        c->n_devices = devs->n;
+        for (size_t i = 0; i < devs->n; i++) {
+            const char *p = rd_index(&L.r, "devices", i);
+            if (!rd_is_map(&L.r, devs->items[i], p))
+                continue;
+            read_device(&L, &c->devices[i], devs->items[i], p);
+            for (size_t k = 0; c->devices[i].id && k < i; k++) {
+                if (c->devices[k].id && strcmp(c->devices[k].id, c->devices[i].id) == 0) {
+                    diag_at(d, c->file, node_get(devs->items[i], "id"), rd_key(&L.r, p, "id"),
+                            "duplicate device id (first used at line %u)", c->devices[k].line);
+                    break;
+                }
+            }
+        }
+    }
+out:
+    free(L.models);
+    free(L.model_keys);
+    if (diag_count(d) > before) {
+        arena_free(a);
+        return -EINVAL;
+    }
+    *out = c;
+    return 0;
+}
+
+void config_free(struct config *c)
+{
+    if (c)
+        arena_free(c->arena);
+}
+
+const struct device_config *config_find_device(const struct config *c, const char *id)
+{
+    for (size_t i = 0; i < c->n_devices; i++)
+        if (c->devices[i].id && strcmp(c->devices[i].id, id) == 0)
+            return &c->devices[i];
+    return NULL;
+}

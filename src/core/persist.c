@@ -1,0 +1,151 @@
+// SPDX-License-Identifier: MIT
+// Persistent state file.
+#include "core/persist.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/mem.h"
+
+#define STATE_FILE "energy2mqtt-state.json"
+enum { STATE_VERSION = 1 };
+
+struct persist {
+    char *dir;
+    char path[PATH_MAX];
+    json_t *root;     // {"version":1,"counters":{"dev":{"entity":[value, wall_ms]}}}
+    json_t *counters; // borrowed from root
+    bool dirty;
+};
+
+static void fresh(struct persist *p)
+{
+    json_decref(p->root);
+    p->root = json_pack("{s:i,s:{}}", "version", STATE_VERSION, "counters");
+    p->counters = json_object_get(p->root, "counters");
+}
+
+struct persist *persist_open(const char *dir)
+{
+    struct persist *p = xcalloc(1, sizeof(*p));
+    fresh(p);
+    if (!dir)
+        return p;
+    p->dir = xstrdup(dir);
+    snprintf(p->path, sizeof(p->path), "%s/%s", dir, STATE_FILE);
+    json_error_t err;
+    json_t *root = json_load_file(p->path, 0, &err);
+    if (!root) {
+        if (access(p->path, F_OK) == 0) {
+            char aside[PATH_MAX + 16];
+            snprintf(aside, sizeof(aside), "%s.corrupt", p->path);
+            rename(p->path, aside);
+            log_error("state", "%s is unreadable (%s at line %d); kept as %s, starting afresh",
+                      p->path, err.text, err.line, aside);
+        }
+        return p;
+    }
+    json_t *counters = json_object_get(root, "counters");
+    if (!json_is_object(counters) || json_integer_value(json_object_get(root, "version")) != 1) {
+        log_error("state", "%s has an unknown layout; ignoring it", p->path);
+        json_decref(root);
+        return p;
+    }
+    json_decref(p->root);
+    p->root = root;
+    p->counters = counters;
+    return p;
+}
+
+void persist_close(struct persist *p)
+{
+    if (!p)
+        return;
+    json_decref(p->root);
+    free(p->dir);
+    free(p);
+}
+
+bool persist_get(const struct persist *p, const char *device, const char *entity, double *value,
+                 int64_t *wall_ms)
+{
+    json_t *e = json_object_get(json_object_get(p->counters, device), entity);
+    if (!json_is_array(e) || json_array_size(e) != 2 || !json_is_number(json_array_get(e, 0)))
+        return false;
+    *value = json_number_value(json_array_get(e, 0));
+    *wall_ms = (int64_t)json_integer_value(json_array_get(e, 1));
+    return true;
+}
+
+void persist_set(struct persist *p, const char *device, const char *entity, double value,
+                 int64_t wall_ms)
+{
+    json_t *dev = json_object_get(p->counters, device);
+    if (!dev) {
+        dev = json_object();
+        json_object_set_new(p->counters, device, dev);
+    }
+    json_t *e = json_object_get(dev, entity);
+    if (e && json_real_value(json_array_get(e, 0)) == value)
+        return;
+    json_object_set_new(dev, entity, json_pack("[f,I]", value, (json_int_t)wall_ms));
+    p->dirty = true;
+}
+
+bool persist_dirty(const struct persist *p)
+{
+    return p->dirty;
+}
+
+int persist_flush(struct persist *p)
+{
+    if (!p->dirty || !p->dir)
+        return 0;
+    char tmp[PATH_MAX + 8];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", p->path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        goto fail;
+    char *text = json_dumps(p->root, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
+    size_t len = strlen(text), off = 0;
+    int rc = 0;
+    while (off < len) {
+        ssize_t w = write(fd, text + off, len - off);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = -1;
+            break;
+        }
+        off += (size_t)w;
+    }
+    free(text);
+    if (rc < 0 || fsync(fd) < 0) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        errno = e;
+        goto fail;
+    }
+    close(fd);
+    if (rename(tmp, p->path) < 0)
+        goto fail;
+    int dfd = open(p->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd); // makes the rename itself durable
+        close(dfd);
+    }
+    p->dirty = false;
+    return 0;
+fail:;
+    int e = errno;
+    log_error("state", "cannot write %s: %s", p->path, strerror(e));
+    return -e;
+}

@@ -1,0 +1,27 @@
+// SPDX-License-Identifier: MIT
+// Small persistent state kept in state_dir: counter high-water marks (and later, learned
+// serial numbers). Written atomically (temporary file, fsync, rename, fsync of the directory),
+// so a crash or kill -9 at any moment leaves either the old or the new file, never a torn one.
+#ifndef E2M_PERSIST_H
+#define E2M_PERSIST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct persist;
+
+// Opens (or starts) <dir>/energy2mqtt-state.json. A corrupt file is kept aside as .corrupt
+// and logged; the daemon starts with no marks rather than not at all. NULL dir: in memory only.
+struct persist *persist_open(const char *dir);
+void persist_close(struct persist *p);
+
+// The last stored mark of a counter; false when none.
+bool persist_get(const struct persist *p, const char *device, const char *entity, double *value,
+                 int64_t *wall_ms);
+void persist_set(struct persist *p, const char *device, const char *entity, double value,
+                 int64_t wall_ms);
+// Writes the file if anything changed since the last flush. Returns 0 or -errno.
+int persist_flush(struct persist *p);
+bool persist_dirty(const struct persist *p);
+
+#endif
