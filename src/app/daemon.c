@@ -1,0 +1,496 @@
+// SPDX-License-Identifier: MIT
+// The daemon: connection sequence, discovery, availability, commands, bridge diagnostics.
+//
+// On every connection to the broker:
+//  1. the will is <base>/bridge/availability = offline (retained); publish online right away;
+//  2. subscribe to commands, to Home Assistant's status topic, and for `scan_time` to every
+//     retained discovery config, to learn what is already there;
+//  3. after the scan: clear configs that are ours (they name our bridge availability topic)
+//     but no longer configured; publish discovery for everything configured, skipping payloads
+//     already retained byte for byte; then device availability and states.
+// When Home Assistant announces itself online, the same is re-published after a jittered
+// delay, except configs Home Assistant's user deleted (HA clears them with an empty retained
+// message); the bridge's "republish discovery" button brings those back too.
+#include "app/daemon.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "app/device.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "core/mem.h"
+#include "core/model.h"
+#include "core/persist.h"
+#include "mqtt/command.h"
+#include "mqtt/discovery.h"
+#include "mqtt/link.h"
+
+enum { BRIDGE_STATE_MS = 60000, PERSIST_FLUSH_MS = 60000 };
+
+struct daemon {
+    const struct config *cfg;
+    const struct mqtt_config *m;
+    struct loop *loop;
+    struct link *link;
+    struct persist *persist;
+    struct device **devices;
+    size_t n_devices;
+    int sigfd;
+    int64_t started_mono;
+
+    bool scanning;
+    json_t *retained;  // discovery topic -> retained payload text seen on the broker
+    json_t *deleted;   // discovery topic -> true: Home Assistant's user removed it
+    json_t *published; // discovery topic -> payload text we published
+    struct timer scan_timer, birth_timer, bridge_timer, persist_timer;
+    char scan_device[600], scan_entity[600];
+    uint64_t rng;
+    uint64_t commands, commands_refused;
+    struct log_limit cmd_limit;
+};
+
+static void topic_printf(char *buf, size_t n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void topic_printf(char *buf, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, n, fmt, ap);
+    va_end(ap);
+}
+
+// ---- publishing -----------------------------------------------------------------------------
+
+static void publish_availability(struct daemon *dm, struct device *d)
+{
+    char t[600];
+    topic_printf(t, sizeof(t), "%s/%s/availability", dm->m->base_topic, device_config(d)->id);
+    link_publish_str(dm->link, t, device_online(d) ? "online" : "offline", 1, true);
+}
+
+static void publish_state(struct daemon *dm, struct device *d)
+{
+    char t[600];
+    topic_printf(t, sizeof(t), "%s/%s/state", dm->m->base_topic, device_config(d)->id);
+    char *json = device_state_json(d);
+    link_publish_str(dm->link, t, json, 0, false);
+    free(json);
+}
+
+static size_t rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, resident = 0;
+    if (f) {
+        if (fscanf(f, "%lu %lu", &size, &resident) != 2)
+            resident = 0;
+        fclose(f);
+    }
+    return resident * (size_t)sysconf(_SC_PAGESIZE) / 1024;
+}
+
+static void publish_bridge_state(void *arg)
+{
+    struct daemon *dm = arg;
+    size_t online = 0;
+    for (size_t i = 0; i < dm->n_devices; i++)
+        online += device_online(dm->devices[i]);
+    json_t *o =
+        json_pack("{s:s,s:I,s:f,s:I,s:I,s:I,s:I}", "version", E2M_VERSION, "uptime",
+                  (json_int_t)((loop_now(dm->loop) - dm->started_mono) / 1000), "memory",
+                  (double)rss_kib() / 1024.0, "devices_online", (json_int_t)online, "devices",
+                  (json_int_t)dm->n_devices, "commands", (json_int_t)dm->commands,
+                  "commands_refused", (json_int_t)dm->commands_refused);
+    char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(4));
+    char t[600];
+    topic_printf(t, sizeof(t), "%s/bridge/state", dm->m->base_topic);
+    link_publish_str(dm->link, t, text, 0, false);
+    free(text);
+    json_decref(o);
+    loop_timer_set(dm->loop, &dm->bridge_timer, loop_now(dm->loop) + BRIDGE_STATE_MS,
+                   publish_bridge_state, dm);
+}
+
+// Collects every discovery message of the current configuration: topic -> payload text.
+static void collect(void *arg, const char *topic, json_t *payload)
+{
+    char *text = json_dumps(payload, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
+    json_object_set_new(arg, topic, json_string(text));
+    free(text);
+}
+
+static json_t *current_discovery(struct daemon *dm)
+{
+    json_t *all = json_object();
+    discovery_bridge(dm->m, E2M_VERSION, collect, all);
+    for (size_t i = 0; i < dm->n_devices; i++)
+        discovery_device(dm->m, E2M_VERSION, device_config(dm->devices[i]), NULL, collect, all);
+    return all;
+}
+
+// Publishes discovery, availability and states. `force` re-sends configs already retained
+// and brings back the ones Home Assistant's user deleted.
+static void publish_everything(struct daemon *dm, bool force)
+{
+    if (!link_connected(dm->link))
+        return;
+    char t[600];
+    topic_printf(t, sizeof(t), "%s/bridge/availability", dm->m->base_topic);
+    link_publish_str(dm->link, t, "online", 1, true);
+
+    json_t *now = current_discovery(dm);
+    const char *topic;
+    json_t *v;
+    size_t sent = 0, kept = 0, skipped = 0;
+    if (force)
+        json_object_clear(dm->deleted);
+    json_object_foreach(now, topic, v)
+    {
+        const char *text = json_string_value(v);
+        if (json_object_get(dm->deleted, topic)) {
+            skipped++;
+            continue;
+        }
+        const char *seen = json_string_value(json_object_get(dm->retained, topic));
+        if (!force && seen && strcmp(seen, text) == 0) {
+            kept++;
+            continue;
+        }
+        link_publish_str(dm->link, topic, text, 1, true);
+        sent++;
+    }
+    json_decref(dm->published);
+    dm->published = now;
+    log_info("mqtt",
+             "discovery: %zu published, %zu already current, %zu deleted in Home "
+             "Assistant",
+             sent, kept, skipped);
+    for (size_t i = 0; i < dm->n_devices; i++) {
+        publish_availability(dm, dm->devices[i]);
+        publish_state(dm, dm->devices[i]);
+    }
+    publish_bridge_state(dm);
+}
+
+static void scan_done(void *arg)
+{
+    struct daemon *dm = arg;
+    dm->scanning = false;
+    link_unsubscribe(dm->link, dm->scan_device);
+    link_unsubscribe(dm->link, dm->scan_entity);
+    // Clear what we once published but no longer configure.
+    json_t *now = current_discovery(dm);
+    const char *topic;
+    json_t *v;
+    size_t cleared = 0;
+    json_object_foreach(dm->retained, topic, v)
+    {
+        if (!json_object_get(now, topic)) {
+            link_publish(dm->link, topic, "", 0, 1, true);
+            cleared++;
+        }
+    }
+    json_decref(now);
+    if (cleared)
+        log_info("mqtt", "cleared %zu discovery config%s no longer configured", cleared,
+                 cleared == 1 ? "" : "s");
+    publish_everything(dm, false);
+}
+
+static void birth_republish(void *arg)
+{
+    struct daemon *dm = arg;
+    log_info("mqtt", "Home Assistant came online: re-publishing");
+    publish_everything(dm, false);
+}
+
+// ---- MQTT events ----------------------------------------------------------------------------
+
+static void on_connected(void *arg)
+{
+    struct daemon *dm = arg;
+    char t[600];
+    topic_printf(t, sizeof(t), "%s/bridge/availability", dm->m->base_topic);
+    link_publish_str(dm->link, t, "online", 1, true);
+    topic_printf(t, sizeof(t), "%s/+/+/set", dm->m->base_topic);
+    link_subscribe(dm->link, t, 1);
+    link_subscribe(dm->link, dm->m->birth_topic, 1);
+    // Our own config topics stay subscribed so a deletion in Home Assistant is noticed.
+    for (size_t i = 0; i < dm->n_devices; i++) {
+        char node[300];
+        discovery_node_id(dm->m, device_config(dm->devices[i])->id, node, sizeof(node));
+        if (dm->m->discovery == DISCOVERY_DEVICE)
+            topic_printf(t, sizeof(t), "%s/device/%s/config", dm->m->discovery_prefix, node);
+        else
+            topic_printf(t, sizeof(t), "%s/+/%s/+/config", dm->m->discovery_prefix, node);
+        link_subscribe(dm->link, t, 1);
+    }
+    json_object_clear(dm->retained);
+    dm->scanning = true;
+    link_subscribe(dm->link, dm->scan_device, 1);
+    link_subscribe(dm->link, dm->scan_entity, 1);
+    loop_timer_set(dm->loop, &dm->scan_timer, loop_now(dm->loop) + dm->m->scan_ms, scan_done, dm);
+}
+
+static void on_disconnected(void *arg, const char *why)
+{
+    struct daemon *dm = arg;
+    (void)why;
+    loop_timer_cancel(dm->loop, &dm->scan_timer);
+    loop_timer_cancel(dm->loop, &dm->birth_timer);
+    dm->scanning = false;
+}
+
+static struct device *find_device(struct daemon *dm, const char *id)
+{
+    for (size_t i = 0; i < dm->n_devices; i++)
+        if (strcmp(device_config(dm->devices[i])->id, id) == 0)
+            return dm->devices[i];
+    return NULL;
+}
+
+static void refuse(struct daemon *dm, struct device *d, const char *dev, const char *ent,
+                   const char *why)
+{
+    dm->commands_refused++;
+    log_limited(&dm->cmd_limit, loop_now(dm->loop), LOG_LVL_WARN, "command", "refused %s/%s: %s",
+                dev, ent, why);
+    if (d)
+        publish_state(dm, d); // the Home Assistant control snaps back to the real value
+}
+
+static void on_command(struct daemon *dm, const char *topic, const uint8_t *payload, size_t len,
+                       bool retained)
+{
+    char dev[COMMAND_MAX_ID + 1], ent[COMMAND_MAX_ID + 1], why[200];
+    if (command_parse_topic(dm->m->base_topic, topic, dev, ent) != CMD_OK) {
+        refuse(dm, NULL, "?", "?", "malformed command topic");
+        return;
+    }
+    dm->commands++;
+    if (retained) {
+        // A retained command would be replayed on every reconnect: never act on one.
+        refuse(dm, find_device(dm, dev), dev, ent, "retained commands are ignored");
+        return;
+    }
+    if (strcmp(dev, "bridge") == 0) {
+        if (strcmp(ent, "republish") == 0 && len == 5 && memcmp(payload, "PRESS", 5) == 0) {
+            log_info("mqtt", "republish requested");
+            publish_everything(dm, true);
+        } else {
+            refuse(dm, NULL, dev, ent, "unknown bridge command");
+        }
+        return;
+    }
+    struct device *d = find_device(dm, dev);
+    if (!d) {
+        refuse(dm, NULL, dev, ent, "no such device");
+        return;
+    }
+    const struct device_config *dc = device_config(d);
+    const struct entity *e = model_find(dc->model, ent);
+    if (!e || dc->disabled[model_index(dc->model, e)]) {
+        refuse(dm, d, dev, ent, "no such entity");
+        return;
+    }
+    struct command_value cv;
+    enum command_error err = command_validate(e, payload, len, &cv, why, sizeof(why));
+    if (err != CMD_OK) {
+        refuse(dm, d, dev, ent, why);
+        return;
+    }
+    if (device_command(d, e, &cv, why, sizeof(why)) < 0)
+        refuse(dm, d, dev, ent, why);
+}
+
+// Whether `topic` is <prefix>/.../config.
+static bool is_config_topic(const struct mqtt_config *m, const char *topic)
+{
+    size_t p = strlen(m->discovery_prefix), n = strlen(topic);
+    return strncmp(topic, m->discovery_prefix, p) == 0 && topic[p] == '/' && n > 7 &&
+           strcmp(topic + n - 7, "/config") == 0;
+}
+
+static void on_message(void *arg, const char *topic, const uint8_t *payload, size_t len,
+                       bool retained)
+{
+    struct daemon *dm = arg;
+    if (strcmp(topic, dm->m->birth_topic) == 0) {
+        if (len == 6 && memcmp(payload, "online", 6) == 0) {
+            // HA may not be ready the moment it says so; wait, with jitter across instances.
+            dm->rng = dm->rng * 6364136223846793005ULL + 1;
+            double j = 0.5 + (double)(dm->rng >> 33) / 8589934592.0;
+            int64_t wait = (int64_t)((double)dm->m->birth_delay_ms * j);
+            loop_timer_set(dm->loop, &dm->birth_timer, loop_now(dm->loop) + wait, birth_republish,
+                           dm);
+        }
+        return;
+    }
+    if (is_config_topic(dm->m, topic)) {
+        if (len == 0) {
+            // An empty config for one of ours: Home Assistant's user deleted it.
+            if (!dm->scanning && json_object_get(dm->published, topic)) {
+                log_info("mqtt", "%s was deleted in Home Assistant; not re-publishing it", topic);
+                json_object_set_new(dm->deleted, topic, json_true());
+            }
+            json_object_del(dm->retained, topic);
+            return;
+        }
+        if (dm->scanning && retained) {
+            json_error_t err;
+            json_t *p = json_loadb((const char *)payload, len, 0, &err);
+            if (p && discovery_is_ours(dm->m, p))
+                json_object_set_new(dm->retained, topic, json_stringn((const char *)payload, len));
+            json_decref(p);
+        }
+        return;
+    }
+    on_command(dm, topic, payload, len, retained);
+}
+
+// ---- devices, timers, signals ---------------------------------------------------------------
+
+static void on_device_event(void *arg, struct device *d, enum device_event ev)
+{
+    struct daemon *dm = arg;
+    if (!link_connected(dm->link) || dm->scanning)
+        return; // everything is published after the connection sequence anyway
+    if (ev == DEVICE_AVAILABILITY)
+        publish_availability(dm, d);
+    else
+        publish_state(dm, d);
+}
+
+static void flush_persist(void *arg)
+{
+    struct daemon *dm = arg;
+    persist_flush(dm->persist);
+    loop_timer_set(dm->loop, &dm->persist_timer, loop_now(dm->loop) + PERSIST_FLUSH_MS,
+                   flush_persist, dm);
+}
+
+static void on_signal(void *arg, uint32_t events)
+{
+    struct daemon *dm = arg;
+    (void)events;
+    struct signalfd_siginfo si;
+    if (read(dm->sigfd, &si, sizeof(si)) == sizeof(si)) {
+        log_info("daemon", "signal %u: stopping", si.ssi_signo);
+        loop_stop(dm->loop);
+    }
+}
+
+static int setup_signals(struct daemon *dm)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    // Blocked before any thread starts, so every thread inherits the mask and the signals
+    // arrive only through the signalfd.
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    dm->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (dm->sigfd < 0)
+        return -errno;
+    return loop_watch(dm->loop, dm->sigfd, EPOLLIN, on_signal, dm);
+}
+
+int daemon_run(const struct config *cfg)
+{
+    struct daemon dm = {.cfg = cfg, .m = &cfg->mqtt, .sigfd = -1};
+    int rc = 1;
+    dm.rng = (uint64_t)clock_wall_ms() ^ (uint64_t)getpid();
+    dm.loop = loop_new();
+    if (!dm.loop || setup_signals(&dm) < 0) {
+        log_error("daemon", "cannot set up the event loop: %s", strerror(errno));
+        goto out;
+    }
+    dm.started_mono = loop_now(dm.loop);
+    dm.retained = json_object();
+    dm.deleted = json_object();
+    dm.published = json_object();
+    topic_printf(dm.scan_device, sizeof(dm.scan_device), "%s/device/+/config",
+                 dm.m->discovery_prefix);
+    topic_printf(dm.scan_entity, sizeof(dm.scan_entity), "%s/+/+/+/config", dm.m->discovery_prefix);
+
+    dm.persist = persist_open(cfg->state_dir);
+    struct device_hooks hooks = {on_device_event, &dm};
+    dm.devices = xcalloc(cfg->n_devices + 1, sizeof(*dm.devices));
+    for (size_t i = 0; i < cfg->n_devices; i++) {
+        struct device *d = device_new(dm.loop, &cfg->devices[i], dm.persist, &hooks);
+        if (d)
+            dm.devices[dm.n_devices++] = d;
+    }
+
+    char client_id[128], will[600];
+    if (cfg->mqtt.client_id) {
+        snprintf(client_id, sizeof(client_id), "%s", cfg->mqtt.client_id);
+    } else {
+        char base[64];
+        discovery_sanitize(cfg->mqtt.base_topic, base, sizeof(base));
+        snprintf(client_id, sizeof(client_id), "%s-%08x", base, (unsigned)(dm.rng >> 16));
+    }
+    topic_printf(will, sizeof(will), "%s/bridge/availability", dm.m->base_topic);
+    struct link_config lc = {
+        .host = dm.m->host,
+        .port = dm.m->port,
+        .tls = dm.m->tls,
+        .ca_file = dm.m->ca_file,
+        .cert_file = dm.m->cert_file,
+        .key_file = dm.m->key_file,
+        .tls_insecure = dm.m->tls_insecure,
+        .username = dm.m->username,
+        .password = dm.m->password,
+        .client_id = client_id,
+        .keepalive_s = (int)(dm.m->keepalive_ms / 1000),
+        .will_topic = will,
+        .will_payload = "offline",
+    };
+    struct link_handlers lh = {on_connected, on_disconnected, on_message, &dm};
+    dm.link = link_new(dm.loop, &lc, &lh);
+    if (!dm.link)
+        goto out;
+    log_info("daemon", "energy2mqtt %s: %zu device%s, broker %s:%d%s, base topic %s", E2M_VERSION,
+             dm.n_devices, dm.n_devices == 1 ? "" : "s", dm.m->host, dm.m->port,
+             dm.m->tls ? " (TLS)" : "", dm.m->base_topic);
+    link_start(dm.link);
+    for (size_t i = 0; i < dm.n_devices; i++)
+        device_start(dm.devices[i]);
+    loop_timer_set(dm.loop, &dm.persist_timer, loop_now(dm.loop) + PERSIST_FLUSH_MS, flush_persist,
+                   &dm);
+
+    rc = loop_run(dm.loop) < 0 ? 1 : 0;
+
+    // A clean disconnect does not trigger the will: say offline ourselves.
+    if (link_connected(dm.link))
+        link_publish_str(dm.link, will, "offline", 1, true);
+out:
+    link_free(dm.link, 2000);
+    for (size_t i = 0; i < dm.n_devices; i++)
+        device_free(dm.devices[i]);
+    free(dm.devices);
+    if (dm.persist) {
+        persist_flush(dm.persist);
+        persist_close(dm.persist);
+    }
+    json_decref(dm.retained);
+    json_decref(dm.deleted);
+    json_decref(dm.published);
+    if (dm.sigfd >= 0)
+        close(dm.sigfd);
+    loop_free(dm.loop);
+    return rc;
+}

@@ -1,0 +1,830 @@
+// SPDX-License-Identifier: MIT
+// Device runtime: read plan, scheduling, driver jobs, decoding, counter guard, writes.
+#include "app/device.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/clock.h"
+#include "core/expr.h"
+#include "core/guard.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "core/mem.h"
+#include "core/model.h"
+#include "core/persist.h"
+#include "core/state.h"
+#include "core/worker.h"
+#include "drivers/driver.h"
+#include "mqtt/publish.h"
+
+enum { NO_GROUP = -1 };
+
+// A read request of the plan: a register block, or a field group. Its index is its scheduler
+// group.
+struct group {
+    int64_t interval_ms;
+    uint8_t table; // register drivers
+    uint32_t start;
+    uint16_t count;
+    uint16_t *data;
+    bool valid;
+    uint8_t field_group; // field drivers
+    size_t *entities;    // entities to decode when this group has been read
+    size_t n_entities;
+};
+
+// Where an entity's registers live in the plan.
+struct binding {
+    int group, sf_group;
+    uint16_t offset, sf_offset;
+};
+
+struct pending_write {
+    bool queued;
+    struct command_value cv;
+    double raw;
+};
+
+struct device {
+    struct loop *loop;
+    const struct device_config *cfg;
+    const struct model *model;
+    const struct driver_ops *drv;
+    struct device_hooks hooks;
+    struct persist *persist;
+    struct drv_device dd;
+    void *drv_state;
+    struct worker *worker;
+
+    struct sched *sched;
+    struct sched_config scfg;
+    struct group *groups;
+    size_t n_groups;
+    int64_t *intervals;
+    struct binding *bind;
+    bool *active;
+    size_t *exprs; // expression entities in evaluation order
+    size_t n_exprs;
+
+    struct state state;
+    struct guard *guards;
+    struct pending_write *writes;
+    bool *confirm; // written, to be compared with the read-back
+
+    struct sched_job sjob;
+    struct drv_job job;
+    struct drv_result *res;
+    bool busy;
+    struct timer timer;
+
+    enum sched_state last_state;
+    int64_t last_ok_wall;
+    bool dirty;
+    int64_t dirty_since;
+    struct log_limit fail_limit, guard_limit;
+    struct device_stats stats;
+};
+
+static struct sched_time now_pair(void)
+{
+    int64_t wall = clock_wall_ms();
+    return (struct sched_time){clock_mono_ms(), wall + clock_local_offset_ms(wall)};
+}
+
+// ---- plan -----------------------------------------------------------------------------------
+
+static void mark_active(struct device *d, size_t i)
+{
+    if (d->active[i])
+        return;
+    d->active[i] = true;
+    const struct entity *e = &d->model->entities[i];
+    if (e->source == SRC_EXPR) {
+        const int *refs;
+        size_t n = expr_refs(e->expr, &refs);
+        for (size_t k = 0; k < n; k++)
+            mark_active(d, (size_t)refs[k]);
+    }
+}
+
+static void order_exprs(struct device *d, size_t i, bool *done)
+{
+    const struct entity *e = &d->model->entities[i];
+    if (done[i] || e->source != SRC_EXPR || !d->active[i])
+        return;
+    done[i] = true;
+    const int *refs;
+    size_t n = expr_refs(e->expr, &refs);
+    for (size_t k = 0; k < n; k++)
+        order_exprs(d, (size_t)refs[k], done);
+    d->exprs[d->n_exprs++] = i; // after everything it depends on
+}
+
+static int64_t entity_interval(const struct device *d, const struct entity *e)
+{
+    return e->interval_ms ? e->interval_ms : params_ms(&d->cfg->core_options, "poll_interval");
+}
+
+static void group_add_entity(struct group *g, size_t i)
+{
+    for (size_t k = 0; k < g->n_entities; k++)
+        if (g->entities[k] == i)
+            return;
+    g->entities = xrealloc(g->entities, (g->n_entities + 1) * sizeof(size_t));
+    g->entities[g->n_entities++] = i;
+}
+
+static int find_block(const struct device *d, const struct reg_ref *r, int64_t interval,
+                      uint16_t *offset)
+{
+    for (size_t g = 0; g < d->n_groups; g++) {
+        const struct group *b = &d->groups[g];
+        if (b->table == r->table && b->interval_ms == interval && r->address >= b->start &&
+            r->address + r->fmt.words <= b->start + b->count) {
+            *offset = (uint16_t)(r->address - b->start);
+            return (int)g;
+        }
+    }
+    return NO_GROUP;
+}
+
+static int plan_registers(struct device *d)
+{
+    const struct model *m = d->model;
+    size_t n_spans = 0;
+    struct reg_span *spans = xcalloc(2 * m->n_entities + 1, sizeof(*spans));
+    int64_t *ivals = xcalloc(m->n_entities + 1, sizeof(*ivals));
+    size_t n_ivals = 0;
+    for (size_t i = 0; i < m->n_entities; i++) {
+        const struct entity *e = &m->entities[i];
+        if (!d->active[i] || e->source != SRC_REGISTER)
+            continue;
+        int64_t iv = entity_interval(d, e);
+        size_t gi;
+        for (gi = 0; gi < n_ivals && ivals[gi] != iv; gi++)
+            ;
+        if (gi == n_ivals)
+            ivals[n_ivals++] = iv;
+        spans[n_spans++] =
+            (struct reg_span){e->reg.table, (uint32_t)gi, e->reg.address, e->reg.fmt.words};
+        if (e->has_scale_factor)
+            spans[n_spans++] =
+                (struct reg_span){e->scale_factor.table, (uint32_t)gi, e->scale_factor.address, 1};
+    }
+    struct reg_limits *limits = xcalloc(d->drv->n_tables + 1, sizeof(*limits));
+    for (size_t t = 0; t < d->drv->n_tables; t++) {
+        limits[t] = d->drv->tables[t].limits;
+        if (!d->drv->tables[t].bits && params_is_set(&d->cfg->core_options, "max_registers"))
+            limits[t].max_count = (uint16_t)params_int(&d->cfg->core_options, "max_registers");
+        if (params_is_set(&d->cfg->core_options, "max_gap"))
+            limits[t].max_gap = (uint16_t)params_int(&d->cfg->core_options, "max_gap");
+    }
+    size_t cap = n_spans + 1, bad = 0;
+    struct reg_block *blocks = xcalloc(cap, sizeof(*blocks));
+    int nb = regmap_plan(spans, n_spans, limits, d->drv->n_tables, blocks, cap, &bad);
+    int rc = 0;
+    if (nb < 0) {
+        log_error(d->cfg->id,
+                  "cannot plan reads: a value of %u registers at %u exceeds the "
+                  "read limit",
+                  spans[bad].count, spans[bad].address);
+        rc = nb;
+        goto out;
+    }
+    d->groups = xcalloc((size_t)nb + 1, sizeof(*d->groups));
+    d->n_groups = (size_t)nb;
+    for (int b = 0; b < nb; b++) {
+        struct group *g = &d->groups[b];
+        g->interval_ms = ivals[blocks[b].group];
+        g->table = blocks[b].table;
+        g->start = blocks[b].start;
+        g->count = blocks[b].count;
+        g->data = xcalloc(g->count, sizeof(uint16_t));
+    }
+    for (size_t i = 0; i < m->n_entities; i++) {
+        const struct entity *e = &m->entities[i];
+        struct binding *bd = &d->bind[i];
+        bd->group = bd->sf_group = NO_GROUP;
+        if (!d->active[i] || e->source != SRC_REGISTER)
+            continue;
+        int64_t iv = entity_interval(d, e);
+        bd->group = find_block(d, &e->reg, iv, &bd->offset);
+        group_add_entity(&d->groups[bd->group], i);
+        if (e->has_scale_factor) {
+            bd->sf_group = find_block(d, &e->scale_factor, iv, &bd->sf_offset);
+            group_add_entity(&d->groups[bd->sf_group], i);
+        }
+    }
+out:
+    free(spans);
+    free(ivals);
+    free(limits);
+    free(blocks);
+    return rc;
+}
+
+static void plan_fields(struct device *d)
+{
+    const struct model *m = d->model;
+    d->groups = xcalloc(m->n_entities + 1, sizeof(*d->groups));
+    for (size_t i = 0; i < m->n_entities; i++) {
+        const struct entity *e = &m->entities[i];
+        d->bind[i].group = d->bind[i].sf_group = NO_GROUP;
+        if (!d->active[i] || e->source != SRC_FIELD)
+            continue;
+        uint8_t fg = d->drv->fields[e->field].group;
+        size_t g;
+        for (g = 0; g < d->n_groups && d->groups[g].field_group != fg; g++)
+            ;
+        if (g == d->n_groups) {
+            d->groups[g].field_group = fg;
+            d->groups[g].interval_ms = entity_interval(d, e);
+            d->n_groups++;
+        } else if (entity_interval(d, e) < d->groups[g].interval_ms) {
+            d->groups[g].interval_ms = entity_interval(d, e);
+        }
+        d->bind[i].group = (int)g;
+        group_add_entity(&d->groups[g], i);
+    }
+}
+
+static void sched_setup(struct device *d)
+{
+    const struct params *o = &d->cfg->core_options;
+    d->intervals = xcalloc(d->n_groups + 1, sizeof(*d->intervals));
+    for (size_t g = 0; g < d->n_groups; g++)
+        d->intervals[g] = d->groups[g].interval_ms;
+    d->scfg = (struct sched_config){
+        .min_gap_ms = params_ms(o, "min_request_gap"),
+        // An exchange may include connecting and, for a bit write, a read before the write.
+        .reply_timeout_ms = params_ms(o, "connect_timeout") + 2 * params_ms(o, "reply_timeout"),
+        .backoff_min_ms = params_ms(o, "backoff_min"),
+        .backoff_max_ms = params_ms(o, "backoff_max"),
+        .offline_after = (uint32_t)params_int(o, "offline_after"),
+        .stale_after_ms = params_ms(o, "stale_after"),
+        .write_interval_ms = params_ms(o, "write_interval"),
+        .write_expiry_ms = params_ms(o, "write_expiry"),
+        .write_retries = (uint32_t)params_int(o, "write_retries"),
+        .sleep_interval_ms = params_ms(o, "sleep_interval"),
+        .windows = d->cfg->windows,
+        .n_windows = d->cfg->n_windows,
+        .group_interval_ms = d->intervals,
+        .n_groups = d->n_groups,
+    };
+}
+
+// ---- decoding -------------------------------------------------------------------------------
+
+static const uint16_t *regs_at(const struct device *d, int group, uint16_t offset)
+{
+    if (group == NO_GROUP || !d->groups[group].valid)
+        return NULL;
+    return d->groups[group].data + offset;
+}
+
+// The scale-factor exponent for an entity; false while unknown or "not implemented".
+static bool entity_sf(const struct device *d, size_t i, int *sf)
+{
+    const struct entity *e = &d->model->entities[i];
+    *sf = 0;
+    if (!e->has_scale_factor)
+        return true;
+    const uint16_t *r = regs_at(d, d->bind[i].sf_group, d->bind[i].sf_offset);
+    if (!r)
+        return false;
+    double v;
+    if (regmap_decode(&e->scale_factor.fmt, r, &v) < 0 || v < -10 || v > 10)
+        return false; // SunSpec marks an unimplemented scale factor with 0x8000
+    *sf = (int)v;
+    return true;
+}
+
+// Stores a raw reading as the entity's published value.
+static void store_raw(struct device *d, size_t i, double raw, int sf, int64_t now)
+{
+    const struct entity *e = &d->model->entities[i];
+    struct state *st = &d->state;
+    if (e->map) {
+        const char *label = entity_label(e, raw);
+        if (label)
+            state_set_text(st, i, label, now);
+        else
+            state_set_unknown(st, i, now);
+        return;
+    }
+    if (e->component == COMP_SWITCH) {
+        if (raw == e->on_value)
+            state_set_text(st, i, "ON", now);
+        else if (raw == e->off_value)
+            state_set_text(st, i, "OFF", now);
+        else
+            state_set_unknown(st, i, now);
+        return;
+    }
+    if (e->component == COMP_BINARY_SENSOR) {
+        state_set_text(st, i, raw == e->off_value ? "OFF" : "ON", now);
+        return;
+    }
+    double v = entity_value(e, raw, sf);
+    if (e->counter != COUNTER_NONE) {
+        enum guard_verdict g =
+            guard_check(&d->guards[i], e->counter, e->max_rate, entity_resolution(e, sf), v, now);
+        if (!guard_accepted(g)) {
+            d->stats.guard_rejects++;
+            log_limited(&d->guard_limit, clock_mono_ms(), LOG_LVL_WARN, d->cfg->id,
+                        "%s: %s (read %g, last %g)", e->id, guard_verdict_name(g), v,
+                        d->guards[i].mark);
+            return;
+        }
+        if (g != GUARD_ACCEPT)
+            log_warn(d->cfg->id, "%s: %s at %g", e->id, guard_verdict_name(g), v);
+        if (d->persist)
+            persist_set(d->persist, d->cfg->id, e->id, d->guards[i].mark, now);
+    }
+    state_set_number(st, i, v, now);
+}
+
+static void decode_register_entity(struct device *d, size_t i, int64_t now)
+{
+    const struct entity *e = &d->model->entities[i];
+    const uint16_t *r = regs_at(d, d->bind[i].group, d->bind[i].offset);
+    int sf;
+    if (!r || !entity_sf(d, i, &sf)) {
+        state_set_unknown(&d->state, i, now);
+        return;
+    }
+    if (e->text) {
+        char text[160];
+        regmap_decode_string(&e->reg.fmt, r, text, sizeof(text));
+        state_set_text(&d->state, i, text, now);
+        return;
+    }
+    double raw;
+    if (regmap_decode(&e->reg.fmt, r, &raw) < 0) {
+        state_set_unknown(&d->state, i, now); // NaN/inf: the device has no value
+        return;
+    }
+    store_raw(d, i, raw, sf, now);
+}
+
+static void eval_exprs(struct device *d, int64_t now)
+{
+    size_t n = d->model->n_entities;
+    double *vals = xcalloc(n, sizeof(double));
+    bool *known = xcalloc(n, sizeof(bool));
+    for (size_t i = 0; i < n; i++) {
+        known[i] = d->state.v[i].kind == VALUE_NUMBER;
+        vals[i] = d->state.v[i].num;
+    }
+    for (size_t k = 0; k < d->n_exprs; k++) {
+        size_t i = d->exprs[k];
+        double v;
+        if (expr_eval(d->model->entities[i].expr, vals, known, &v)) {
+            store_raw(d, i, v, 0, now);
+            known[i] = d->state.v[i].kind == VALUE_NUMBER;
+            vals[i] = d->state.v[i].num;
+        } else {
+            state_set_unknown(&d->state, i, now);
+            known[i] = false;
+        }
+    }
+    free(vals);
+    free(known);
+}
+
+static void apply_samples(struct device *d, const struct drv_result *res, int64_t now)
+{
+    for (size_t s = 0; s < res->n_samples; s++) {
+        const struct drv_sample *smp = &res->samples[s];
+        for (size_t i = 0; i < d->model->n_entities; i++) {
+            const struct entity *e = &d->model->entities[i];
+            if (!d->active[i] || e->source != SRC_FIELD || e->field != smp->field)
+                continue;
+            if (smp->text)
+                state_set_text(&d->state, i, smp->str, now);
+            else
+                store_raw(d, i, smp->num, 0, now);
+        }
+    }
+}
+
+// After a read-back, say so when the device did not take the value it was sent.
+static void check_confirmations(struct device *d, int group)
+{
+    for (size_t i = 0; i < d->model->n_entities; i++) {
+        if (!d->confirm[i] || d->bind[i].group != group)
+            continue;
+        d->confirm[i] = false;
+        const struct entity *e = &d->model->entities[i];
+        const struct value *v = &d->state.v[i];
+        const struct command_value *cv = &d->writes[i].cv;
+        bool same;
+        if (e->component == COMP_NUMBER)
+            same = v->kind == VALUE_NUMBER && fabs(v->num - cv->value) <= e->step / 2;
+        else if (e->component == COMP_SELECT)
+            same = v->kind == VALUE_TEXT && strcmp(v->text, cv->label) == 0;
+        else
+            same = v->kind == VALUE_TEXT && strcmp(v->text, cv->on ? "ON" : "OFF") == 0;
+        if (same)
+            log_info(d->cfg->id, "%s confirmed by read-back", e->id);
+        else
+            log_warn(d->cfg->id,
+                     "%s: the device did not keep the value written (read-back "
+                     "differs)",
+                     e->id);
+    }
+}
+
+// ---- jobs -----------------------------------------------------------------------------------
+
+// Remembers that the state message must be sent, and since when.
+static void mark_dirty(struct device *d)
+{
+    if (!d->dirty)
+        d->dirty_since = clock_mono_ms();
+    d->dirty = true;
+}
+
+static void device_tick(void *arg);
+
+static void emit(struct device *d, enum device_event ev)
+{
+    if (d->hooks.event)
+        d->hooks.event(d->hooks.arg, d, ev);
+}
+
+static void run_job(void *arg)
+{
+    struct device *d = arg;
+    d->drv->run(d->drv_state, &d->job, d->res);
+}
+
+static enum sched_result classify(const struct drv_result *res, bool *refused)
+{
+    *refused = false;
+    switch (res->status) {
+    case DRV_OK: return SCHED_RESULT_OK;
+    case DRV_SLEEPING: return SCHED_RESULT_SLEEPING;
+    case DRV_ERR_EXCEPTION:
+        // Busy, failure and gateway exceptions are transient trouble; the others mean the
+        // device answered and refused this particular request.
+        if (res->code == 4 || res->code == 5 || res->code == 6 || res->code == 10 ||
+            res->code == 11)
+            return SCHED_RESULT_FAIL;
+        *refused = true;
+        return SCHED_RESULT_OK;
+    default: return SCHED_RESULT_FAIL;
+    }
+}
+
+static void job_done(void *arg)
+{
+    struct device *d = arg;
+    int64_t wall = clock_wall_ms();
+    bool refused;
+    enum sched_result r = classify(d->res, &refused);
+    const struct sched_job *sj = &d->sjob;
+    d->busy = false;
+
+    if (r == SCHED_RESULT_FAIL) {
+        d->stats.poll_errors++;
+        log_limited(&d->fail_limit, clock_mono_ms(), LOG_LVL_WARN, d->cfg->id, "%s failed: %s",
+                    sj->kind == SCHED_JOB_WRITE ? "write" : "poll", d->res->detail);
+    } else if (r == SCHED_RESULT_OK) {
+        d->last_ok_wall = wall;
+        log_release(&d->fail_limit, d->cfg->id, "answering again");
+    }
+
+    if (sj->kind == SCHED_JOB_POLL) {
+        d->stats.polls++;
+        struct group *g = &d->groups[sj->group];
+        if (r == SCHED_RESULT_OK && !refused) {
+            if (d->drv->n_tables) {
+                memcpy(g->data, d->res->regs, sizeof(uint16_t) * g->count);
+                g->valid = d->res->count == g->count;
+                for (size_t k = 0; k < g->n_entities; k++)
+                    decode_register_entity(d, g->entities[k], wall);
+            } else {
+                apply_samples(d, d->res, wall);
+            }
+            eval_exprs(d, wall);
+            check_confirmations(d, (int)sj->group);
+        } else if (refused) {
+            log_limited(&d->fail_limit, clock_mono_ms(), LOG_LVL_WARN, d->cfg->id,
+                        "read refused: %s", d->res->detail);
+        }
+    } else {
+        size_t i = sj->target;
+        const struct entity *e = &d->model->entities[i];
+        if (refused) {
+            d->stats.writes_refused++;
+            log_warn(d->cfg->id, "%s: the device refused the write: %s", e->id, d->res->detail);
+            mark_dirty(d); // snap the control back
+        } else if (r == SCHED_RESULT_OK) {
+            d->stats.writes++;
+            d->confirm[i] = d->bind[i].group != NO_GROUP;
+            log_info(d->cfg->id, "%s written", e->id);
+        }
+    }
+    sched_done(d->sched, now_pair(), r);
+    device_tick(d);
+}
+
+static int build_write(struct device *d, size_t i)
+{
+    const struct entity *e = &d->model->entities[i];
+    const struct pending_write *w = &d->writes[i];
+    struct drv_job *j = &d->job;
+    *j = (struct drv_job){.bit = -1};
+    if (e->action) {
+        j->type = DRV_JOB_ACTION;
+        j->action = e->action;
+        return 0;
+    }
+    if (e->source == SRC_FIELD && !e->has_write) {
+        j->type = DRV_JOB_SET;
+        j->field = e->field;
+        j->value = w->raw;
+        return 0;
+    }
+    const struct reg_ref *r = e->has_write ? &e->write : &e->reg;
+    j->type = DRV_JOB_WRITE;
+    j->table = r->table;
+    j->address = r->address;
+    if (d->drv->tables[r->table].bits) {
+        j->count = 1;
+        j->regs[0] = w->raw != 0;
+    } else if (r->fmt.bit >= 0) {
+        j->count = 1;
+        j->bit = r->fmt.bit;
+        j->bit_on = w->raw != 0;
+        j->bit_format = r->fmt;
+    } else {
+        j->count = r->fmt.words;
+        return regmap_encode(&r->fmt, w->raw, j->regs);
+    }
+    return 0;
+}
+
+static void start_job(struct device *d, const struct sched_job *sj)
+{
+    d->sjob = *sj;
+    if (sj->kind == SCHED_JOB_POLL) {
+        const struct group *g = &d->groups[sj->group];
+        if (d->drv->n_tables)
+            d->job = (struct drv_job){.type = DRV_JOB_READ,
+                                      .table = g->table,
+                                      .address = g->start,
+                                      .count = g->count,
+                                      .bit = -1};
+        else
+            d->job = (struct drv_job){.type = DRV_JOB_POLL, .group = g->field_group, .bit = -1};
+    } else {
+        d->writes[sj->target].queued = false;
+        if (build_write(d, sj->target) < 0) {
+            // Validated when queued, so this is a bug; never send half-built bytes.
+            log_error(d->cfg->id, "%s: cannot encode the write", d->model->entities[sj->target].id);
+            sched_done(d->sched, now_pair(), SCHED_RESULT_OK);
+            mark_dirty(d);
+            return;
+        }
+    }
+    if (worker_submit(d->worker, run_job, job_done, d) < 0) {
+        log_error(d->cfg->id, "worker busy; job skipped");
+        sched_done(d->sched, now_pair(), SCHED_RESULT_FAIL);
+        return;
+    }
+    d->busy = true;
+}
+
+static void device_tick(void *arg)
+{
+    struct device *d = arg;
+    if (d->busy)
+        return;
+    for (int guard = 0; guard < 4; guard++) {
+        struct sched_time now = now_pair();
+        struct sched_job sj;
+        int64_t at = sched_next(d->sched, now, &sj);
+        uint32_t target;
+        enum sched_drop why;
+        while (sched_take_dropped(d->sched, &target, &why)) {
+            d->stats.writes_dropped++;
+            d->writes[target].queued = false;
+            log_warn(d->cfg->id, "%s: command dropped (%s)", d->model->entities[target].id,
+                     why == SCHED_DROP_EXPIRED ? "not sent in time" : "write failed repeatedly");
+            mark_dirty(d);
+        }
+        enum sched_state st = sched_state(d->sched);
+        if (st != d->last_state) {
+            bool was_online = d->last_state == SCHED_STATE_ONLINE;
+            d->last_state = st;
+            if (st == SCHED_STATE_ONLINE || was_online)
+                log_info(d->cfg->id, "now %s", sched_state_name(st));
+            emit(d, DEVICE_AVAILABILITY);
+            mark_dirty(d);
+        }
+        if (state_take_changed(&d->state))
+            mark_dirty(d);
+        if (at == now.mono_ms) {
+            // Several reads of one cycle go out back to back: publish once after the last,
+            // unless that takes more than a second.
+            if (d->dirty && now.mono_ms - d->dirty_since > 1000) {
+                d->dirty = false;
+                emit(d, DEVICE_STATE);
+            }
+            start_job(d, &sj);
+            if (d->busy)
+                return;
+            continue;
+        }
+        if (d->dirty) {
+            d->dirty = false;
+            emit(d, DEVICE_STATE);
+        }
+        if (at != INT64_MAX)
+            loop_timer_set(d->loop, &d->timer, at, device_tick, d);
+        return;
+    }
+    loop_timer_set(d->loop, &d->timer, loop_now(d->loop) + 1, device_tick, d);
+}
+
+// ---- public ---------------------------------------------------------------------------------
+
+struct device *device_new(struct loop *loop, const struct device_config *cfg,
+                          struct persist *persist, const struct device_hooks *hooks)
+{
+    struct device *d = xcalloc(1, sizeof(*d));
+    const struct model *m = cfg->model;
+    size_t n = m->n_entities;
+    d->loop = loop;
+    d->cfg = cfg;
+    d->model = m;
+    d->drv = m->driver;
+    d->hooks = *hooks;
+    d->persist = persist;
+    d->dd = (struct drv_device){cfg->id, &cfg->settings, &cfg->core_options, &cfg->driver_options};
+    d->active = xcalloc(n + 1, sizeof(bool));
+    d->bind = xcalloc(n + 1, sizeof(*d->bind));
+    d->exprs = xcalloc(n + 1, sizeof(size_t));
+    d->guards = xcalloc(n + 1, sizeof(*d->guards));
+    d->writes = xcalloc(n + 1, sizeof(*d->writes));
+    d->confirm = xcalloc(n + 1, sizeof(bool));
+    d->res = xcalloc(1, sizeof(*d->res));
+    d->last_state = SCHED_STATE_STARTING;
+    state_init(&d->state, n);
+
+    for (size_t i = 0; i < n; i++)
+        if (!cfg->disabled[i] && !m->entities[i].internal)
+            mark_active(d, i);
+    bool *done = xcalloc(n + 1, sizeof(bool));
+    for (size_t i = 0; i < n; i++)
+        order_exprs(d, i, done);
+    free(done);
+
+    if (d->drv->n_tables) {
+        if (plan_registers(d) < 0)
+            goto fail;
+    } else {
+        plan_fields(d);
+    }
+    sched_setup(d);
+
+    for (size_t i = 0; persist && i < n; i++) {
+        const struct entity *e = &m->entities[i];
+        double v;
+        int64_t at;
+        if (e->counter != COUNTER_NONE && persist_get(persist, cfg->id, e->id, &v, &at))
+            d->guards[i] = (struct guard){.mark = v, .mark_ms = at, .has_mark = true};
+    }
+    if (d->drv->open(&d->dd, &d->drv_state) < 0) {
+        log_error(cfg->id, "the %s driver cannot open this device", d->drv->name);
+        goto fail;
+    }
+    return d;
+fail:
+    device_free(d);
+    return NULL;
+}
+
+int device_start(struct device *d)
+{
+    d->worker = worker_new(d->loop);
+    if (!d->worker) {
+        log_error(d->cfg->id, "cannot start a worker thread");
+        return -EAGAIN;
+    }
+    d->sched = sched_new(&d->scfg, (uint64_t)clock_wall_ms() ^ (uintptr_t)d, now_pair());
+    size_t reads = d->n_groups;
+    log_info(d->cfg->id, "%s (%s): %zu read%s per cycle every %.1f s", d->model->key, d->drv->name,
+             reads, reads == 1 ? "" : "s",
+             (double)params_ms(&d->cfg->core_options, "poll_interval") / 1000.0);
+    device_tick(d);
+    return 0;
+}
+
+void device_free(struct device *d)
+{
+    if (!d)
+        return;
+    if (d->loop)
+        loop_timer_cancel(d->loop, &d->timer);
+    worker_free(d->worker); // waits for a job in flight
+    if (d->drv_state)
+        d->drv->close(d->drv_state);
+    sched_free(d->sched);
+    for (size_t g = 0; g < d->n_groups; g++) {
+        free(d->groups[g].data);
+        free(d->groups[g].entities);
+    }
+    free(d->groups);
+    free(d->intervals);
+    free(d->bind);
+    free(d->active);
+    free(d->exprs);
+    free(d->guards);
+    free(d->writes);
+    free(d->confirm);
+    free(d->res);
+    state_free(&d->state);
+    free(d);
+}
+
+const struct device_config *device_config(const struct device *d)
+{
+    return d->cfg;
+}
+
+enum sched_state device_sched_state(const struct device *d)
+{
+    return d->last_state;
+}
+
+bool device_online(const struct device *d)
+{
+    return d->last_state == SCHED_STATE_ONLINE;
+}
+
+int device_command(struct device *d, const struct entity *e, const struct command_value *cv,
+                   char *why, size_t why_size)
+{
+    size_t i = model_index(d->model, e);
+    double raw = cv->value;
+    if (e->component == COMP_NUMBER) {
+        int sf;
+        if (!entity_sf(d, i, &sf)) {
+            snprintf(why, why_size, "the scale factor of %s has not been read yet", e->id);
+            return -EAGAIN;
+        }
+        if (entity_raw(e, cv->value, sf, &raw) < 0) {
+            snprintf(why, why_size, "%g cannot be represented in the %s register", cv->value,
+                     regmap_type_name((e->has_write ? &e->write : &e->reg)->fmt.type));
+            return -ERANGE;
+        }
+    } else if (!e->action && (e->has_write || e->source == SRC_REGISTER)) {
+        const struct reg_ref *r = e->has_write ? &e->write : &e->reg;
+        uint16_t regs[DRV_MAX_WRITE];
+        if (r->fmt.bit < 0 && !d->drv->tables[r->table].bits &&
+            regmap_encode(&r->fmt, raw, regs) < 0) {
+            snprintf(why, why_size, "raw value %g does not fit the %s register", raw,
+                     regmap_type_name(r->fmt.type));
+            return -ERANGE;
+        }
+    }
+    bool coalesced = d->writes[i].queued;
+    d->writes[i] = (struct pending_write){.queued = true, .cv = *cv, .raw = raw};
+    sched_write(d->sched, now_pair(), (uint32_t)i, d->bind[i].group);
+    log_info(d->cfg->id, "%s: command queued%s", e->id,
+             coalesced ? " (replaces the pending one)" : "");
+    if (!d->busy) {
+        loop_timer_cancel(d->loop, &d->timer);
+        device_tick(d);
+    }
+    return 0;
+}
+
+char *device_state_json(struct device *d)
+{
+    struct device_diag diag = {
+        .link_status = sched_state_name(d->last_state),
+        .last_seen_ms = d->last_ok_wall,
+        .poll_errors = d->stats.poll_errors,
+    };
+    return publish_state_json(d->cfg, &d->state, &diag);
+}
+
+void device_get_stats(const struct device *d, struct device_stats *out)
+{
+    *out = d->stats;
+    out->last_ok_wall_ms = d->last_ok_wall;
+    out->blocks = d->n_groups;
+}
+
+void device_sched_status(const struct device *d, struct sched_status *out)
+{
+    sched_status(d->sched, now_pair(), out);
+}

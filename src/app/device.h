@@ -1,0 +1,59 @@
+// SPDX-License-Identifier: MIT
+// One configured device at run time: its read plan, scheduler, driver job in flight, entity
+// values and pending writes. Runs on the loop thread; the driver's jobs run on the device's
+// worker. The daemon learns about changes through the hooks and does the publishing.
+#ifndef E2M_DEVICE_H
+#define E2M_DEVICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/sched.h"
+#include "mqtt/command.h"
+
+struct loop;
+struct persist;
+struct device;
+struct entity;
+
+enum device_event {
+    DEVICE_STATE,        // values changed (or must be re-sent: a refused command snaps back)
+    DEVICE_AVAILABILITY, // online/offline changed
+};
+
+struct device_hooks {
+    void (*event)(void *arg, struct device *d, enum device_event ev);
+    void *arg;
+};
+
+// Builds the read plan and opens the driver; returns NULL after logging when that fails.
+struct device *device_new(struct loop *loop, const struct device_config *cfg,
+                          struct persist *persist, const struct device_hooks *hooks);
+// Starts polling.
+int device_start(struct device *d);
+void device_free(struct device *d);
+
+const struct device_config *device_config(const struct device *d);
+enum sched_state device_sched_state(const struct device *d);
+bool device_online(const struct device *d);
+
+// Queues a validated command for entity `e`. Returns 0, or -ERANGE / -EAGAIN with a reason in
+// `why` when it cannot become a write (e.g. not representable in the register, or a scale
+// factor not read yet); the caller then snaps the control back.
+int device_command(struct device *d, const struct entity *e, const struct command_value *cv,
+                   char *why, size_t why_size);
+
+// The device's state message (malloc'd JSON).
+char *device_state_json(struct device *d);
+
+struct device_stats {
+    uint64_t polls, poll_errors, writes, writes_refused, writes_dropped, guard_rejects;
+    int64_t last_ok_wall_ms;
+    size_t blocks; // read requests per full poll cycle
+};
+void device_get_stats(const struct device *d, struct device_stats *out);
+void device_sched_status(const struct device *d, struct sched_status *out);
+
+#endif

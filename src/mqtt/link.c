@@ -1,0 +1,551 @@
+// SPDX-License-Identifier: MIT
+// MQTT link over paho.mqtt.c's asynchronous client (see link.h).
+#include "mqtt/link.h"
+
+#include <MQTTAsync.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "core/mem.h"
+
+struct qmsg {
+    char *topic;
+    void *payload;
+    size_t len;
+    int qos;
+    bool retain;
+    struct qmsg *next;      // FIFO order
+    struct qmsg *hash_next; // same bucket
+};
+
+enum { QUEUE_BUCKETS = 4096 };
+
+struct link {
+    struct loop *loop;
+    struct link_config cfg; // strings owned
+    struct link_handlers h;
+    MQTTAsync client;
+    char uri[300];
+    bool connected, connecting, stopping;
+    struct timer reconnect_timer;
+    int64_t backoff_ms;
+    uint64_t rng;
+
+    struct qmsg *head, *tail;
+    struct qmsg *buckets[QUEUE_BUCKETS];
+    size_t queued;
+
+    atomic_size_t inflight;
+    atomic_bool drain_posted;
+    struct link_stats stats;
+
+    // link_free() waits for paho's disconnect to finish on these.
+    pthread_mutex_t done_lock;
+    pthread_cond_t done_cond;
+    bool disconnect_done;
+};
+
+// Events carried from paho's threads to the loop.
+enum ev_kind { EV_CONNECTED, EV_CONNECT_FAILED, EV_LOST, EV_MESSAGE, EV_DRAIN };
+
+struct ev {
+    struct link *l;
+    enum ev_kind kind;
+    char *topic;
+    uint8_t *payload;
+    size_t len;
+    bool retained;
+    char why[160];
+};
+
+static void on_event(void *arg);
+static void link_connect(void *arg);
+
+static void post(struct link *l, struct ev *e)
+{
+    e->l = l;
+    if (loop_post(l->loop, on_event, e) < 0) {
+        free(e->topic);
+        free(e->payload);
+        free(e);
+    }
+}
+
+static struct ev *ev_new(enum ev_kind kind)
+{
+    struct ev *e = calloc(1, sizeof(*e));
+    if (e)
+        e->kind = kind;
+    return e;
+}
+
+// ---- paho callbacks (paho's threads) --------------------------------------------------------
+
+static void cb_connect_ok(void *ctx, MQTTAsync_successData *d)
+{
+    (void)d;
+    struct ev *e = ev_new(EV_CONNECTED);
+    if (e)
+        post(ctx, e);
+}
+
+static void cb_connect_fail(void *ctx, MQTTAsync_failureData *d)
+{
+    struct ev *e = ev_new(EV_CONNECT_FAILED);
+    if (!e)
+        return;
+    snprintf(e->why, sizeof(e->why), "%s (code %d)", d && d->message ? d->message : "refused",
+             d ? d->code : 0);
+    post(ctx, e);
+}
+
+static void cb_lost(void *ctx, char *cause)
+{
+    struct ev *e = ev_new(EV_LOST);
+    if (!e)
+        return;
+    snprintf(e->why, sizeof(e->why), "%s", cause ? cause : "connection lost");
+    post(ctx, e);
+}
+
+static int cb_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
+{
+    struct link *l = ctx;
+    size_t tlen = topic_len > 0 ? (size_t)topic_len : strlen(topic);
+    struct ev *e = ev_new(EV_MESSAGE);
+    if (e && m->payloadlen >= 0) {
+        e->topic = malloc(tlen + 1);
+        e->payload = malloc((size_t)m->payloadlen + 1);
+        if (e->topic && e->payload) {
+            memcpy(e->topic, topic, tlen);
+            e->topic[tlen] = '\0';
+            memcpy(e->payload, m->payload, (size_t)m->payloadlen);
+            e->payload[m->payloadlen] = '\0';
+            e->len = (size_t)m->payloadlen;
+            e->retained = m->retained != 0;
+            post(l, e);
+            e = NULL;
+        }
+    }
+    if (e) {
+        free(e->topic);
+        free(e->payload);
+        free(e);
+    }
+    MQTTAsync_freeMessage(&m);
+    MQTTAsync_free(topic);
+    return 1;
+}
+
+static void sent(struct link *l)
+{
+    atomic_fetch_sub(&l->inflight, 1);
+    bool expected = false;
+    // Only one drain event at a time, and only when something waits.
+    if (atomic_compare_exchange_strong(&l->drain_posted, &expected, true)) {
+        struct ev *e = ev_new(EV_DRAIN);
+        if (e)
+            post(l, e);
+        else
+            atomic_store(&l->drain_posted, false);
+    }
+}
+
+static void cb_send_ok(void *ctx, MQTTAsync_successData *d)
+{
+    (void)d;
+    sent(ctx);
+}
+
+static void cb_send_fail(void *ctx, MQTTAsync_failureData *d)
+{
+    (void)d;
+    sent(ctx);
+}
+
+static void cb_disconnected(void *ctx, MQTTAsync_successData *d)
+{
+    (void)d;
+    struct link *l = ctx;
+    pthread_mutex_lock(&l->done_lock);
+    l->disconnect_done = true;
+    pthread_cond_signal(&l->done_cond);
+    pthread_mutex_unlock(&l->done_lock);
+}
+
+static void cb_disconnect_fail(void *ctx, MQTTAsync_failureData *d)
+{
+    (void)d;
+    cb_disconnected(ctx, NULL);
+}
+
+// ---- queue (loop thread) --------------------------------------------------------------------
+
+static size_t topic_hash(const char *s)
+{
+    uint32_t h = 2166136261u;
+    while (*s)
+        h = (h ^ (uint8_t)*s++) * 16777619u;
+    return h % QUEUE_BUCKETS;
+}
+
+static void qmsg_free(struct qmsg *m)
+{
+    free(m->topic);
+    free(m->payload);
+    free(m);
+}
+
+static void queue_clear(struct link *l)
+{
+    struct qmsg *m = l->head;
+    while (m) {
+        struct qmsg *next = m->next;
+        qmsg_free(m);
+        l->stats.dropped++;
+        m = next;
+    }
+    l->head = l->tail = NULL;
+    memset(l->buckets, 0, sizeof(l->buckets));
+    l->queued = 0;
+}
+
+static int send_now(struct link *l, const char *topic, const void *payload, size_t len, int qos,
+                    bool retain)
+{
+    MQTTAsync_message msg = MQTTAsync_message_initializer;
+    msg.payload = (void *)payload;
+    msg.payloadlen = (int)len;
+    msg.qos = qos;
+    msg.retained = retain;
+    MQTTAsync_responseOptions opts = MQTTAsync_responseOptions_initializer;
+    opts.onSuccess = cb_send_ok;
+    opts.onFailure = cb_send_fail;
+    opts.context = l;
+    atomic_fetch_add(&l->inflight, 1);
+    int rc = MQTTAsync_sendMessage(l->client, topic, &msg, &opts);
+    if (rc != MQTTASYNC_SUCCESS) {
+        atomic_fetch_sub(&l->inflight, 1);
+        l->stats.dropped++;
+        log_debug("mqtt", "publish to %s refused by the client: %d", topic, rc);
+        return -EIO;
+    }
+    l->stats.published++;
+    return 0;
+}
+
+static void drain(struct link *l)
+{
+    while (l->head && l->connected && atomic_load(&l->inflight) < LINK_MAX_INFLIGHT) {
+        struct qmsg *m = l->head;
+        l->head = m->next;
+        if (!l->head)
+            l->tail = NULL;
+        struct qmsg **pp = &l->buckets[topic_hash(m->topic)];
+        while (*pp != m)
+            pp = &(*pp)->hash_next;
+        *pp = m->hash_next;
+        l->queued--;
+        send_now(l, m->topic, m->payload, m->len, m->qos, m->retain);
+        qmsg_free(m);
+    }
+}
+
+int link_publish(struct link *l, const char *topic, const void *payload, size_t len, int qos,
+                 bool retain)
+{
+    if (!l->connected) {
+        l->stats.dropped++;
+        return -ENOTCONN;
+    }
+    if (!l->head && atomic_load(&l->inflight) < LINK_MAX_INFLIGHT)
+        return send_now(l, topic, payload, len, qos, retain);
+
+    size_t b = topic_hash(topic);
+    for (struct qmsg *m = l->buckets[b]; m; m = m->hash_next) {
+        if (strcmp(m->topic, topic) == 0) {
+            // Not sent yet: the newer message takes its place in the queue.
+            free(m->payload);
+            m->payload = xmalloc(len ? len : 1);
+            memcpy(m->payload, payload, len);
+            m->len = len;
+            m->qos = qos;
+            m->retain = retain;
+            l->stats.dropped++;
+            return 0;
+        }
+    }
+    if (l->queued >= LINK_QUEUE_MAX) {
+        l->stats.dropped++;
+        return -ENOBUFS;
+    }
+    struct qmsg *m = xcalloc(1, sizeof(*m));
+    m->topic = xstrdup(topic);
+    m->payload = xmalloc(len ? len : 1);
+    memcpy(m->payload, payload, len);
+    m->len = len;
+    m->qos = qos;
+    m->retain = retain;
+    if (l->tail)
+        l->tail->next = m;
+    else
+        l->head = m;
+    l->tail = m;
+    m->hash_next = l->buckets[b];
+    l->buckets[b] = m;
+    l->queued++;
+    return 0;
+}
+
+// ---- connection (loop thread) ---------------------------------------------------------------
+
+static double jitter(struct link *l)
+{
+    l->rng ^= l->rng << 13;
+    l->rng ^= l->rng >> 7;
+    l->rng ^= l->rng << 17;
+    return 0.75 + 0.5 * (double)(l->rng % 10000) / 10000.0;
+}
+
+static void schedule_reconnect(struct link *l)
+{
+    if (l->stopping)
+        return;
+    int64_t wait = (int64_t)((double)l->backoff_ms * jitter(l));
+    log_info("mqtt", "reconnecting to %s:%d in %.1f s", l->cfg.host, l->cfg.port,
+             (double)wait / 1000.0);
+    loop_timer_set(l->loop, &l->reconnect_timer, loop_now(l->loop) + wait, link_connect, l);
+    l->backoff_ms = l->backoff_ms * 2 > 60000 ? 60000 : l->backoff_ms * 2;
+}
+
+static void link_connect(void *arg)
+{
+    struct link *l = arg;
+    if (l->connected || l->connecting || l->stopping)
+        return;
+    MQTTAsync_connectOptions o = MQTTAsync_connectOptions_initializer;
+    MQTTAsync_willOptions will = MQTTAsync_willOptions_initializer;
+    MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
+    o.keepAliveInterval = l->cfg.keepalive_s;
+    o.cleansession = 1;
+    o.maxInflight = 65535;
+    o.connectTimeout = 10;
+    o.username = l->cfg.username;
+    o.password = l->cfg.password;
+    o.onSuccess = cb_connect_ok;
+    o.onFailure = cb_connect_fail;
+    o.context = l;
+    if (l->cfg.will_topic) {
+        will.topicName = l->cfg.will_topic;
+        will.message = l->cfg.will_payload;
+        will.retained = 1;
+        will.qos = 1;
+        o.will = &will;
+    }
+    if (l->cfg.tls) {
+        ssl.trustStore = l->cfg.ca_file;
+        ssl.keyStore = l->cfg.cert_file;
+        ssl.privateKey = l->cfg.key_file;
+        ssl.enableServerCertAuth = !l->cfg.tls_insecure;
+        ssl.verify = !l->cfg.tls_insecure;
+        o.ssl = &ssl;
+    }
+    int rc = MQTTAsync_connect(l->client, &o);
+    if (rc != MQTTASYNC_SUCCESS) {
+        log_warn("mqtt", "cannot start connecting to %s:%d (code %d)", l->cfg.host, l->cfg.port,
+                 rc);
+        schedule_reconnect(l);
+        return;
+    }
+    l->connecting = true;
+}
+
+static void on_event(void *arg)
+{
+    struct ev *e = arg;
+    struct link *l = e->l;
+    switch (e->kind) {
+    case EV_CONNECTED:
+        l->connecting = false;
+        l->connected = true;
+        l->backoff_ms = 1000;
+        l->stats.connects++;
+        log_info("mqtt", "connected to %s:%d as %s", l->cfg.host, l->cfg.port, l->cfg.client_id);
+        if (l->h.connected)
+            l->h.connected(l->h.arg);
+        break;
+    case EV_CONNECT_FAILED:
+    case EV_LOST: {
+        bool was = l->connected;
+        l->connecting = false;
+        l->connected = false;
+        queue_clear(l);
+        if (e->kind == EV_LOST || was)
+            log_warn("mqtt", "disconnected from %s:%d: %s", l->cfg.host, l->cfg.port, e->why);
+        else
+            log_warn("mqtt", "cannot connect to %s:%d: %s", l->cfg.host, l->cfg.port, e->why);
+        if (was && l->h.disconnected)
+            l->h.disconnected(l->h.arg, e->why);
+        schedule_reconnect(l);
+        break;
+    }
+    case EV_MESSAGE:
+        l->stats.received++;
+        if (e->len > LINK_MAX_INBOUND) {
+            l->stats.oversized++;
+            log_warn("mqtt", "ignoring a %zu-byte message on %s (limit %d)", e->len, e->topic,
+                     LINK_MAX_INBOUND);
+        } else if (l->h.message) {
+            l->h.message(l->h.arg, e->topic, e->payload, e->len, e->retained);
+        }
+        break;
+    case EV_DRAIN:
+        atomic_store(&l->drain_posted, false);
+        drain(l);
+        break;
+    }
+    free(e->topic);
+    free(e->payload);
+    free(e);
+}
+
+struct link *link_new(struct loop *loop, const struct link_config *cfg,
+                      const struct link_handlers *h)
+{
+    struct link *l = xcalloc(1, sizeof(*l));
+    l->loop = loop;
+    l->h = *h;
+    l->cfg = *cfg;
+    l->cfg.host = xstrdup(cfg->host);
+    l->cfg.client_id = xstrdup(cfg->client_id);
+#define DUP(f) l->cfg.f = cfg->f ? xstrdup(cfg->f) : NULL
+    DUP(ca_file);
+    DUP(cert_file);
+    DUP(key_file);
+    DUP(username);
+    DUP(password);
+    DUP(will_topic);
+    DUP(will_payload);
+#undef DUP
+    l->backoff_ms = 1000;
+    l->rng = (uint64_t)clock_wall_ms() ^ (uintptr_t)l;
+    pthread_mutex_init(&l->done_lock, NULL);
+    pthread_cond_init(&l->done_cond, NULL);
+    snprintf(l->uri, sizeof(l->uri), "%s://%s:%d", cfg->tls ? "ssl" : "tcp", cfg->host, cfg->port);
+    MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
+    co.MQTTVersion = MQTTVERSION_3_1_1;
+    co.sendWhileDisconnected = 0;
+    int rc = MQTTAsync_createWithOptions(&l->client, l->uri, l->cfg.client_id,
+                                         MQTTCLIENT_PERSISTENCE_NONE, NULL, &co);
+    if (rc != MQTTASYNC_SUCCESS) {
+        log_error("mqtt", "cannot create an MQTT client for %s:%d (code %d)", cfg->host, cfg->port,
+                  rc);
+        link_free(l, 0);
+        return NULL;
+    }
+    MQTTAsync_setCallbacks(l->client, l, cb_lost, cb_message, NULL);
+    return l;
+}
+
+void link_start(struct link *l)
+{
+    link_connect(l);
+}
+
+static void free_cfg(struct link_config *c)
+{
+    free((char *)c->host);
+    free((char *)c->client_id);
+    free((char *)c->ca_file);
+    free((char *)c->cert_file);
+    free((char *)c->key_file);
+    free((char *)c->username);
+    if (c->password) // wipe the secret before giving the memory back
+        memset((char *)c->password, 0, strlen(c->password));
+    free((char *)c->password);
+    free((char *)c->will_topic);
+    free((char *)c->will_payload);
+}
+
+void link_free(struct link *l, int timeout_ms)
+{
+    if (!l)
+        return;
+    l->stopping = true;
+    loop_timer_cancel(l->loop, &l->reconnect_timer);
+    if (l->client) {
+        if (l->connected) {
+            // Hand everything still queued to paho, then let it finish within the timeout.
+            while (l->head) {
+                struct qmsg *m = l->head;
+                l->head = m->next;
+                send_now(l, m->topic, m->payload, m->len, m->qos, m->retain);
+                qmsg_free(m);
+            }
+            l->tail = NULL;
+            l->queued = 0;
+            MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
+            d.timeout = timeout_ms;
+            d.onSuccess = cb_disconnected;
+            d.onFailure = cb_disconnect_fail;
+            d.context = l;
+            if (MQTTAsync_disconnect(l->client, &d) == MQTTASYNC_SUCCESS) {
+                struct timespec until;
+                clock_gettime(CLOCK_REALTIME, &until);
+                int64_t ns = until.tv_nsec + (int64_t)(timeout_ms + 1000) * 1000000;
+                until.tv_sec += ns / 1000000000;
+                until.tv_nsec = ns % 1000000000;
+                pthread_mutex_lock(&l->done_lock);
+                while (!l->disconnect_done)
+                    if (pthread_cond_timedwait(&l->done_cond, &l->done_lock, &until))
+                        break;
+                pthread_mutex_unlock(&l->done_lock);
+            }
+        }
+        MQTTAsync_destroy(&l->client);
+    }
+    queue_clear(l);
+    free_cfg(&l->cfg);
+    pthread_mutex_destroy(&l->done_lock);
+    pthread_cond_destroy(&l->done_cond);
+    free(l);
+}
+
+int link_subscribe(struct link *l, const char *filter, int qos)
+{
+    if (!l->connected)
+        return -ENOTCONN;
+    MQTTAsync_responseOptions o = MQTTAsync_responseOptions_initializer;
+    int rc = MQTTAsync_subscribe(l->client, filter, qos, &o);
+    return rc == MQTTASYNC_SUCCESS ? 0 : -EIO;
+}
+
+int link_unsubscribe(struct link *l, const char *filter)
+{
+    if (!l->connected)
+        return -ENOTCONN;
+    MQTTAsync_responseOptions o = MQTTAsync_responseOptions_initializer;
+    int rc = MQTTAsync_unsubscribe(l->client, filter, &o);
+    return rc == MQTTASYNC_SUCCESS ? 0 : -EIO;
+}
+
+bool link_connected(const struct link *l)
+{
+    return l->connected;
+}
+
+void link_get_stats(const struct link *l, struct link_stats *out)
+{
+    *out = l->stats;
+    out->connected = l->connected;
+    out->queued = l->queued;
+    out->inflight = atomic_load(&l->inflight);
+}
