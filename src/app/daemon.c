@@ -57,7 +57,7 @@ struct daemon {
     char scan_device[600], scan_entity[600];
     uint64_t rng;
     uint64_t commands, commands_refused;
-    struct log_limit cmd_limit;
+    struct log_budget cmd_log; // refused commands: 20 at once, then 2 per second
 };
 
 static void topic_printf(char *buf, size_t n, const char *fmt, ...)
@@ -265,8 +265,8 @@ static void refuse(struct daemon *dm, struct device *d, const char *dev, const c
                    const char *why)
 {
     dm->commands_refused++;
-    log_limited(&dm->cmd_limit, loop_now(dm->loop), LOG_LVL_WARN, "command", "refused %s/%s: %s",
-                dev, ent, why);
+    log_budgeted(&dm->cmd_log, loop_now(dm->loop), LOG_LVL_WARN, "command", "refused %s/%s: %s",
+                 dev, ent, why);
     if (d)
         publish_state(dm, d); // the Home Assistant control snaps back to the real value
 }
@@ -411,6 +411,8 @@ static int setup_signals(struct daemon *dm)
 int daemon_run(const struct config *cfg)
 {
     struct daemon dm = {.cfg = cfg, .m = &cfg->mqtt, .sigfd = -1};
+    dm.cmd_log.burst = 20;
+    dm.cmd_log.per_second = 2;
     int rc = 1;
     dm.rng = (uint64_t)clock_wall_ms() ^ (uint64_t)getpid();
     dm.loop = loop_new();

@@ -149,10 +149,12 @@ static void read_mqtt(struct cfg_loader *L, const struct node *n)
     }
     int hlen = parse_url(m, m->url);
     if (hlen < 0) {
+        // Never echo a URL carrying user:password@ back into a log.
+        bool secret = strchr(m->url, '@') != NULL;
         diag_at(r->d, r->file, n ? node_get(n, "url") : NULL, "mqtt.url",
                 "expected mqtt://host[:port] or mqtts://host[:port] (credentials go in "
-                "username and password), got '%s'",
-                m->url);
+                "username and password), got %s%s%s",
+                secret ? "a URL with credentials" : "'", secret ? "" : m->url, secret ? "" : "'");
     } else {
         const char *p = strstr(m->url, "://") + 3;
         m->host = arena_strndup(r->a, p, (size_t)hlen);
@@ -245,9 +247,6 @@ static void resolve_timing(struct cfg_loader *L, struct device_config *dev, cons
                  "allow it",
                  dev->model->driver->name, (long long)t->min_gap_ms);
     }
-    if (params_ms(o, "backoff_max") < params_ms(o, "backoff_min"))
-        diag_at(r->d, r->file, n, rd_key(r, path, "options.backoff_max"),
-                "must not be below backoff_min");
     struct sched_config sc = {
         .min_gap_ms = params_ms(o, "min_request_gap"),
         .reply_timeout_ms = params_ms(o, "reply_timeout") + params_ms(o, "connect_timeout"),

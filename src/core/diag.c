@@ -21,8 +21,10 @@ void diag_free(struct diag *d)
     *d = (struct diag){0};
 }
 
-static void diag_vpos(struct diag *d, const char *file, unsigned line, unsigned col,
-                      const char *key, const char *fmt, va_list ap)
+__attribute__((format(printf, 6, 0))) static void diag_vpos(struct diag *d, const char *file,
+                                                            unsigned line, unsigned col,
+                                                            const char *key, const char *fmt,
+                                                            va_list ap)
 {
     char msg[512], full[1024];
     vsnprintf(msg, sizeof(msg), fmt, ap);

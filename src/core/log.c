@@ -54,7 +54,8 @@ void log_set_sink(log_sink_fn fn, void *arg)
     pthread_mutex_unlock(&log_lock);
 }
 
-static void log_vmsg(enum log_level level, const char *who, const char *fmt, va_list ap)
+__attribute__((format(printf, 3, 0))) static void log_vmsg(enum log_level level, const char *who,
+                                                           const char *fmt, va_list ap)
 {
     char line[1024];
     int n = snprintf(line, sizeof(line), "%s [%s] ", level_names[level], who ? who : "-");
@@ -124,4 +125,33 @@ void log_release(struct log_limit *lim, const char *who, const char *fmt, ...)
     va_end(ap);
     log_msg(LOG_LVL_INFO, who, "%s", msg);
     *lim = (struct log_limit){0};
+}
+
+void log_budgeted(struct log_budget *b, int64_t now_ms, enum log_level level, const char *who,
+                  const char *fmt, ...)
+{
+    if (b->last_ms == 0)
+        b->tokens = b->burst;
+    else
+        b->tokens += (double)(now_ms - b->last_ms) / 1000.0 * b->per_second;
+    if (b->tokens > b->burst)
+        b->tokens = b->burst;
+    b->last_ms = now_ms;
+    if (b->tokens < 1) {
+        b->suppressed++;
+        return;
+    }
+    b->tokens -= 1;
+    if (!log_enabled(level))
+        return;
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (b->suppressed)
+        log_msg(level, who, "%s (%u more not logged)", msg, b->suppressed);
+    else
+        log_msg(level, who, "%s", msg);
+    b->suppressed = 0;
 }

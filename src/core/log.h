@@ -46,4 +46,17 @@ void log_limited(struct log_limit *lim, int64_t now_ms, enum log_level level, co
 void log_release(struct log_limit *lim, const char *who, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+// A budget for messages caused from outside (refused commands): up to `burst` lines at once,
+// refilled at `per_second`; beyond that they are counted and the count is reported with the
+// next line that fits. Zero-initialise, then set burst and per_second.
+struct log_budget {
+    double burst, per_second;
+    double tokens;
+    int64_t last_ms;
+    uint32_t suppressed;
+};
+
+void log_budgeted(struct log_budget *b, int64_t now_ms, enum log_level level, const char *who,
+                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
 #endif

@@ -21,7 +21,7 @@ struct watch {
 };
 
 struct post {
-    loop_fn fn;
+    loop_fn fn, drop;
     void *arg;
     struct post *next;
 };
@@ -66,6 +66,8 @@ void loop_free(struct loop *l)
     struct post *p = l->head;
     while (p) {
         struct post *next = p->next;
+        if (p->drop)
+            p->drop(p->arg);
         free(p);
         p = next;
     }
@@ -191,10 +193,23 @@ void loop_unwatch(struct loop *l, int fd)
 
 int loop_post(struct loop *l, loop_fn fn, void *arg)
 {
+    return loop_post_drop(l, fn, NULL, arg);
+}
+
+static void wake(struct loop *l)
+{
+    uint64_t one = 1;
+    ssize_t rc = write(l->evfd, &one, sizeof(one));
+    (void)rc; // a full counter still wakes the loop
+}
+
+int loop_post_drop(struct loop *l, loop_fn fn, loop_fn drop, void *arg)
+{
     struct post *p = malloc(sizeof(*p));
     if (!p)
         return -ENOMEM;
     p->fn = fn;
+    p->drop = drop;
     p->arg = arg;
     p->next = NULL;
     pthread_mutex_lock(&l->lock);
@@ -205,11 +220,8 @@ int loop_post(struct loop *l, loop_fn fn, void *arg)
         l->head = p;
     l->tail = p;
     pthread_mutex_unlock(&l->lock);
-    if (was_empty) {
-        uint64_t one = 1;
-        ssize_t rc = write(l->evfd, &one, sizeof(one));
-        (void)rc; // a full counter still wakes the loop
-    }
+    if (was_empty)
+        wake(l);
     return 0;
 }
 
@@ -239,6 +251,7 @@ static void run_posts(struct loop *l)
         if (!l->tail)
             l->tail = last;
         pthread_mutex_unlock(&l->lock);
+        wake(l); // the eventfd was drained: a later loop_run must still see these
     }
 }
 

@@ -24,7 +24,7 @@ struct timer {
 };
 
 struct loop *loop_new(void);
-// Frees the loop; posted work that never ran is dropped without calling it.
+// Frees the loop; posted work that never ran is not run: its drop function is called.
 void loop_free(struct loop *l);
 // Runs until loop_stop(). Returns 0, or -errno if epoll fails.
 int loop_run(struct loop *l);
@@ -47,5 +47,8 @@ void loop_unwatch(struct loop *l, int fd);
 
 // Runs fn(arg) on the loop thread soon. Safe from any thread. Returns 0 or -errno.
 int loop_post(struct loop *l, loop_fn fn, void *arg);
+// Same, and if the loop is freed before running it, calls drop(arg) instead (to release what
+// `arg` owns). `drop` may be NULL.
+int loop_post_drop(struct loop *l, loop_fn fn, loop_fn drop, void *arg);
 
 #endif

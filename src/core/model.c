@@ -124,11 +124,14 @@ static int auto_decimals(const struct entity *e, int sf)
 {
     if (e->source != SRC_REGISTER || !regmap_type_is_integer(e->reg.fmt.type))
         return 3;
+    // The fewest decimals that show every multiple of the step exactly (0.25 -> 2).
     double step = fabs(e->scale) * pow(10, sf);
-    if (step >= 1 || step == 0)
-        return 0;
-    int d = (int)ceil(-log10(step) - 1e-9);
-    return d > 9 ? 9 : d;
+    for (int d = 0; d < 9; d++) {
+        double x = step * pow(10, d);
+        if (fabs(x - round(x)) < 1e-9 * fmax(1, x))
+            return d;
+    }
+    return 9;
 }
 
 double entity_resolution(const struct entity *e, int sf)

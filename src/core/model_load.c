@@ -214,7 +214,7 @@ static int read_reg(struct loader *L, const struct node *n, const char *path, st
         int width = 16 * out->fmt.words;
         if (!regmap_type_is_integer(type) || type == REG_BOOL) {
             diag_at(r->d, r->file, bnode, rd_key(r, path, "bit"),
-                    "bit needs an unsigned integer register type");
+                    "bit needs an integer register type");
             return -1;
         }
         if (rd_int(r, n, path, "bit", 0, width - 1, &bit) < 0)
@@ -309,11 +309,10 @@ static void read_map(struct loader *L, struct entity *e, const struct node *n, c
             continue;
         }
         const char *label = NULL;
-        if (rd_v_str(r, n->items[i], kp, &label) <= 0 || !*label) {
-            if (label && !*label)
+        int got = rd_v_str(r, n->items[i], kp, &label); // reports non-scalars itself
+        if (got <= 0 || !*label) {
+            if (got >= 0)
                 diag_at(r->d, r->file, n->items[i], kp, "expected a non-empty label");
-            else if (!label)
-                diag_at(r->d, r->file, n->items[i], kp, "expected a label");
             continue;
         }
         for (size_t k = 0; k < e->n_map; k++) {
@@ -354,10 +353,14 @@ static void check_ha(struct loader *L, const struct entity *e, const struct node
                 rd_key(r, path, "state_class"), "device class %s takes %s, got %s",
                 e->device_class ? e->device_class : "(none)", expected ? expected : "another",
                 e->state_class ? e->state_class : "none");
-    if (e->category && !ha_entity_category_ok(comp, e->category))
+    if (e->category && !ha_entity_category_ok(comp, e->category)) {
+        bool known = strcmp(e->category, "config") == 0 || strcmp(e->category, "diagnostic") == 0;
         diag_at(r->d, r->file, node_get(n, "category"), rd_key(r, path, "category"),
-                "a %s cannot have category '%s' (Home Assistant refuses config on sensors)", comp,
-                e->category);
+                known ? "a %s cannot have category '%s' (Home Assistant refuses config on "
+                        "sensors and binary sensors)"
+                      : "a %s takes category config or diagnostic, got '%s'",
+                comp, e->category);
+    }
 }
 
 static void read_entity(struct loader *L, struct entity *e, const struct node *n, const char *path)
@@ -573,7 +576,8 @@ static void compile_exprs(struct loader *L, const struct node *list)
             0) {
             // Point at the offending character when the expression is on one line.
             unsigned col = en->col + (en->plain ? 0 : 1) + (unsigned)off;
-            diag_pos(L->r.d, L->r.file, en->line, col, rd_key(&L->r, e->id, "expr"), "%s", err);
+            diag_pos(L->r.d, L->r.file, en->line, col,
+                     rd_key(&L->r, rd_index(&L->r, "entities", i), "expr"), "%s", err);
             e->source = SRC_NONE;
         }
     }
@@ -581,7 +585,7 @@ static void compile_exprs(struct loader *L, const struct node *list)
     for (size_t i = 0; i < m->n_entities; i++) {
         if (has_cycle(m, i, colour)) {
             const struct node *en = node_get(list->items[i], "expr");
-            diag_at(L->r.d, L->r.file, en, rd_key(&L->r, m->entities[i].id, "expr"),
+            diag_at(L->r.d, L->r.file, en, rd_key(&L->r, rd_index(&L->r, "entities", i), "expr"),
                     "expressions refer to each other in a circle");
             break;
         }

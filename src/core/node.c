@@ -307,10 +307,10 @@ bool node_parse_int(const char *s, long long *out)
         return false;
     char *end;
     errno = 0;
-    long long v = strtoll(s, &end, 0);
-    // strtoll's base 0 reads "010" as octal; a config author means ten.
-    if (s[0] == '0' && s[1] >= '0' && s[1] <= '9')
-        v = strtoll(s, &end, 10);
+    // Base 0 would read "010" (and "-010") as octal; a config author means ten.
+    const char *digits = (s[0] == '+' || s[0] == '-') ? s + 1 : s;
+    bool hex = digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X');
+    long long v = strtoll(s, &end, hex ? 16 : 10);
     if (errno || *end || end == s)
         return false;
     *out = v;
@@ -319,7 +319,8 @@ bool node_parse_int(const char *s, long long *out)
 
 bool node_parse_double(const char *s, double *out)
 {
-    if (!s || !*s)
+    // Decimal only: strtod would also take hex floats, "inf" and "nan".
+    if (!s || !*s || strspn(s, "+-0123456789.eE") != strlen(s))
         return false;
     char *end;
     errno = 0;

@@ -54,7 +54,11 @@ struct persist *persist_open(const char *dir)
     }
     json_t *counters = json_object_get(root, "counters");
     if (!json_is_object(counters) || json_integer_value(json_object_get(root, "version")) != 1) {
-        log_error("state", "%s has an unknown layout; ignoring it", p->path);
+        // Perhaps written by a newer version: keep it rather than overwrite it later.
+        char aside[PATH_MAX + 16];
+        snprintf(aside, sizeof(aside), "%s.unknown", p->path);
+        rename(p->path, aside);
+        log_error("state", "%s has an unknown layout; kept as %s, starting afresh", p->path, aside);
         json_decref(root);
         return p;
     }
@@ -106,7 +110,9 @@ bool persist_dirty(const struct persist *p)
 
 int persist_flush(struct persist *p)
 {
-    if (!p->dirty || !p->dir)
+    if (!p->dir)
+        p->dirty = false; // nothing to write to: in-memory only
+    if (!p->dirty)
         return 0;
     char tmp[PATH_MAX + 8];
     snprintf(tmp, sizeof(tmp), "%s.tmp", p->path);

@@ -123,6 +123,7 @@ static const char *expand_env(struct reader *r, const struct node *n, const char
     size_t cap = strlen(s) + 64, len = 0;
     char *out = xmalloc(cap);
     const char *result = NULL;
+    char name[128]; // outlives each ${...}: `piece` may point at its default part
     while (*s) {
         const char *piece;
         size_t plen;
@@ -132,7 +133,6 @@ static const char *expand_env(struct reader *r, const struct node *n, const char
                 diag_at(r->d, r->file, n, path, "unterminated ${ in value");
                 goto out;
             }
-            char name[128];
             size_t nlen = (size_t)(close - (s + 2));
             if (nlen >= sizeof(name)) {
                 diag_at(r->d, r->file, n, path, "environment variable name too long");

@@ -69,14 +69,19 @@ struct ev {
 static void on_event(void *arg);
 static void link_connect(void *arg);
 
+static void ev_free(void *arg)
+{
+    struct ev *e = arg;
+    free(e->topic);
+    free(e->payload);
+    free(e);
+}
+
 static void post(struct link *l, struct ev *e)
 {
     e->l = l;
-    if (loop_post(l->loop, on_event, e) < 0) {
-        free(e->topic);
-        free(e->payload);
-        free(e);
-    }
+    if (loop_post_drop(l->loop, on_event, ev_free, e) < 0)
+        ev_free(e);
 }
 
 static struct ev *ev_new(enum ev_kind kind)
@@ -412,9 +417,7 @@ static void on_event(void *arg)
         drain(l);
         break;
     }
-    free(e->topic);
-    free(e->payload);
-    free(e);
+    ev_free(e);
 }
 
 struct link *link_new(struct loop *loop, const struct link_config *cfg,
