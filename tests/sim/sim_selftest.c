@@ -1,0 +1,670 @@
+// SPDX-License-Identifier: MIT
+// Self-test of e2m-modbus-sim: starts it, talks to it with a plain libmodbus client, checks it.
+//
+// usage: sim_selftest [--wrapper "valgrind ..."] <path-to-e2m-modbus-sim> <scenario>
+// Each scenario starts its own simulator, ends it with SIGTERM and requires exit status 0, so
+// every run also checks the clean shutdown. Exit status: 0 pass, 1 fail, 2 usage.
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <modbus.h>
+
+#define MAX_LINES 64
+#define LINE_LEN  8192
+
+struct child {
+    pid_t pid;
+    int in_fd, out_fd;
+    char buf[LINE_LEN];
+    size_t len;
+    char backlog[MAX_LINES][LINE_LEN];
+    int n_backlog;
+};
+
+static const char *scenario = "?";
+static struct child *current;
+static const char *wrapper;
+static int slow = 1; // timeouts are multiplied by this under a wrapper such as valgrind
+
+static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static void fail(const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "FAIL %s: ", scenario);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    if (current && current->pid > 0) {
+        kill(current->pid, SIGKILL);
+        waitpid(current->pid, NULL, 0);
+    }
+    exit(1);
+}
+
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fail(__VA_ARGS__);                                                                     \
+        }                                                                                          \
+    } while (0)
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+    }
+}
+
+// ---- The simulator process --------------------------------------------------------------
+
+static void child_start(struct child *c, const char *sim, const char *const *args)
+{
+    const char *argv[64];
+    int n = 0;
+    char *wrap = NULL;
+    if (wrapper) {
+        wrap = strdup(wrapper);
+        CHECK(wrap, "out of memory");
+        char *save = NULL;
+        for (char *t = strtok_r(wrap, " ", &save); t && n < 32; t = strtok_r(NULL, " ", &save)) {
+            argv[n++] = t;
+        }
+    }
+    argv[n++] = sim;
+    for (int i = 0; args[i] && n < 63; i++) {
+        argv[n++] = args[i];
+    }
+    argv[n] = NULL;
+
+    int in[2], out[2];
+    CHECK(pipe(in) == 0 && pipe(out) == 0, "pipe: %s", strerror(errno));
+    memset(c, 0, sizeof(*c));
+    c->pid = fork();
+    CHECK(c->pid >= 0, "fork: %s", strerror(errno));
+    if (c->pid == 0) {
+        dup2(in[0], STDIN_FILENO);
+        dup2(out[1], STDOUT_FILENO);
+        close(in[0]);
+        close(in[1]);
+        close(out[0]);
+        close(out[1]);
+        execvp(argv[0], (char *const *)argv);
+        perror("exec");
+        _exit(127);
+    }
+    free(wrap);
+    close(in[0]);
+    close(out[1]);
+    c->in_fd = in[1];
+    c->out_fd = out[0];
+    current = c;
+}
+
+// Next line from the simulator's stdout, or NULL after `timeout_ms`.
+static char *child_read_line(struct child *c, int timeout_ms, char *out)
+{
+    int64_t deadline = now_ms() + timeout_ms;
+    for (;;) {
+        char *nl = memchr(c->buf, '\n', c->len);
+        if (nl) {
+            size_t n = (size_t)(nl - c->buf);
+            memcpy(out, c->buf, n);
+            out[n] = '\0';
+            memmove(c->buf, nl + 1, c->len - n - 1);
+            c->len -= n + 1;
+            return out;
+        }
+        int64_t left = deadline - now_ms();
+        if (left <= 0) {
+            return NULL;
+        }
+        struct pollfd p = {.fd = c->out_fd, .events = POLLIN};
+        if (poll(&p, 1, (int)left) <= 0) {
+            continue;
+        }
+        ssize_t r = read(c->out_fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len);
+        if (r <= 0) {
+            return NULL;
+        }
+        c->len += (size_t)r;
+    }
+}
+
+// Waits for a line starting with `prefix`; other lines are kept for later expectations.
+static void child_expect(struct child *c, const char *prefix, int timeout_ms, char *out)
+{
+    size_t plen = strlen(prefix);
+    for (int i = 0; i < c->n_backlog; i++) {
+        if (strncmp(c->backlog[i], prefix, plen) == 0) {
+            strcpy(out, c->backlog[i]);
+            memmove(c->backlog[i], c->backlog[i + 1],
+                    (size_t)(c->n_backlog - i - 1) * sizeof(c->backlog[0]));
+            c->n_backlog--;
+            return;
+        }
+    }
+    int64_t deadline = now_ms() + (int64_t)timeout_ms * slow;
+    for (;;) {
+        int64_t left = deadline - now_ms();
+        CHECK(left > 0 && child_read_line(c, (int)left, out), "no line starting with '%s'", prefix);
+        if (strncmp(out, prefix, plen) == 0) {
+            return;
+        }
+        CHECK(c->n_backlog < MAX_LINES, "too many unexpected lines");
+        strcpy(c->backlog[c->n_backlog++], out);
+    }
+}
+
+// Sends a control command and returns the text after "ok " (fails on "err").
+static const char *child_cmd(struct child *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static const char *child_cmd(struct child *c, const char *fmt, ...)
+{
+    static char line[LINE_LEN];
+    char cmd[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd) - 1, fmt, ap);
+    va_end(ap);
+    strcat(cmd, "\n");
+    CHECK(write(c->in_fd, cmd, strlen(cmd)) == (ssize_t)strlen(cmd), "write to simulator");
+    // Answers come in order, so only new lines can be the answer; the backlog is left alone.
+    int64_t deadline = now_ms() + 3000 * (int64_t)slow;
+    for (;;) {
+        int64_t left = deadline - now_ms();
+        CHECK(left > 0 && child_read_line(c, (int)left, line), "no answer to '%.*s'",
+              (int)strlen(cmd) - 1, cmd);
+        if (strncmp(line, "ok", 2) == 0) {
+            return line[2] == ' ' ? line + 3 : line + 2;
+        }
+        CHECK(strncmp(line, "err", 3) != 0, "command '%.*s' failed: %s", (int)strlen(cmd) - 1, cmd,
+              line);
+        CHECK(c->n_backlog < MAX_LINES, "too many unexpected lines");
+        strcpy(c->backlog[c->n_backlog++], line);
+    }
+}
+
+// Ends the simulator with SIGTERM and requires a clean exit.
+static void child_stop(struct child *c)
+{
+    kill(c->pid, SIGTERM);
+    int64_t deadline = now_ms() + 5000 * (int64_t)slow;
+    int status;
+    pid_t r;
+    while ((r = waitpid(c->pid, &status, WNOHANG)) == 0 && now_ms() < deadline) {
+        sleep_ms(20);
+    }
+    CHECK(r == c->pid, "simulator did not exit after SIGTERM");
+    c->pid = 0;
+    if (c->in_fd >= 0) {
+        close(c->in_fd);
+    }
+    close(c->out_fd);
+    CHECK(WIFEXITED(status), "simulator died by signal %d",
+          WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    CHECK(WEXITSTATUS(status) == 0, "simulator exit status %d", WEXITSTATUS(status));
+    current = NULL;
+}
+
+// Starts the simulator and returns its TCP ports (up to `max`).
+static int child_start_tcp(struct child *c, const char *sim, const char *const *args, int *ports,
+                           int max)
+{
+    char line[LINE_LEN];
+    child_start(c, sim, args);
+    child_expect(c, "ready tcp ", 5000, line);
+    int n = 0;
+    char *save = NULL;
+    strtok_r(line, " ", &save);
+    strtok_r(NULL, " ", &save);
+    for (char *t = strtok_r(NULL, " ", &save); t && n < max; t = strtok_r(NULL, " ", &save)) {
+        ports[n++] = atoi(t);
+    }
+    CHECK(n > 0, "no port in ready line");
+    return n;
+}
+
+// ---- Client helpers ---------------------------------------------------------------------
+
+static modbus_t *tcp_client(int port, int unit)
+{
+    modbus_t *m = modbus_new_tcp("127.0.0.1", port);
+    CHECK(m, "modbus_new_tcp");
+    modbus_set_slave(m, unit);
+    modbus_set_response_timeout(m, (uint32_t)slow, 0);
+    CHECK(modbus_connect(m) == 0, "connect to port %d: %s", port, modbus_strerror(errno));
+    return m;
+}
+
+static void client_free(modbus_t *m)
+{
+    modbus_close(m);
+    modbus_free(m);
+}
+
+static float reg_float(const uint16_t *r)
+{
+    uint32_t u = (uint32_t)r[0] << 16 | r[1];
+    float f;
+    memcpy(&f, &u, sizeof(f));
+    return f;
+}
+
+static void float_regs(float f, uint16_t *r)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof(u));
+    r[0] = (uint16_t)(u >> 16);
+    r[1] = (uint16_t)u;
+}
+
+static float read_input_float(modbus_t *m, int address)
+{
+    uint16_t r[2];
+    CHECK(modbus_read_input_registers(m, address, 2, r) == 2, "read input 0x%04X: %s", address,
+          modbus_strerror(errno));
+    return reg_float(r);
+}
+
+static int read_holding(modbus_t *m, int address)
+{
+    uint16_t r;
+    CHECK(modbus_read_registers(m, address, 1, &r) == 1, "read holding %d: %s", address,
+          modbus_strerror(errno));
+    return r;
+}
+
+// Requires that the last call failed with Modbus exception `code`.
+static void expect_exception(int rc, int code, const char *what)
+{
+    int err = errno;
+    CHECK(rc == -1, "%s: expected exception %d, got success", what, code);
+    CHECK(err == (int)MODBUS_ENOBASE + code, "%s: expected exception %d, got '%s'", what, code,
+          modbus_strerror(err));
+}
+
+// ---- Scenarios --------------------------------------------------------------------------
+
+static void test_sdm630(const char *sim)
+{
+    struct child c;
+    int port;
+    char line[LINE_LEN];
+    const char *args[] = {"--profile", "sdm630", "--tick", "100", NULL};
+    child_start_tcp(&c, sim, args, &port, 1);
+    modbus_t *m = tcp_client(port, 1);
+
+    for (int i = 0; i < 3; i++) {
+        float v = read_input_float(m, 2 * i);
+        CHECK(v > 227.9f && v < 232.1f, "L%d voltage %f not ~230 V", i + 1, v);
+    }
+    float hz = read_input_float(m, 0x46);
+    CHECK(hz > 49.94f && hz < 50.06f, "frequency %f", hz);
+    float p = read_input_float(m, 0x34), p1 = read_input_float(m, 0x0C);
+    CHECK(fabsf(p) < 10000 && fabsf(p1) < 10000, "powers %f %f", p, p1);
+
+    // The meter answers up to 80 registers and fills gaps with zeros; more is exception 3,
+    // outside its block exception 2.
+    uint16_t r[125];
+    CHECK(modbus_read_input_registers(m, 0, 80, r) == 80, "read 80: %s", modbus_strerror(errno));
+    CHECK(r[0x44] == 0 && r[0x45] == 0, "gap 0x44 not zero");
+    CHECK(reg_float(&r[0x46]) > 49.9f, "frequency in a block read");
+    expect_exception(modbus_read_input_registers(m, 0, 81, r), 3, "read 81 registers");
+    expect_exception(modbus_read_input_registers(m, 0x180, 2, r), 2, "read past the block");
+    expect_exception(modbus_read_registers(m, 0x40, 2, r), 2, "holding read past the block");
+
+    // Energy counters only rise.
+    float e0 = read_input_float(m, 0x48) + read_input_float(m, 0x4A);
+    sleep_ms(400);
+    float e1 = read_input_float(m, 0x48) + read_input_float(m, 0x4A);
+    CHECK(e1 >= e0 && e0 > 0, "energy went from %f to %f", e0, e1);
+    float tot = read_input_float(m, 0x156);
+    CHECK(tot > 0, "total energy %f", tot);
+
+    // The counters integrate the power registers: 5000 W for 3.6 s is 5 Wh of import, and
+    // -3000 W for 3.6 s is 3 Wh of export.
+    child_cmd(&c, "freeze");
+    child_cmd(&c, "set 0 input 0x34 float32 5000");
+    float imp0 = read_input_float(m, 0x48), exp0 = read_input_float(m, 0x4A);
+    child_cmd(&c, "step 36");
+    float imp1 = read_input_float(m, 0x48), exp1 = read_input_float(m, 0x4A);
+    CHECK(fabsf(imp1 - imp0 - 0.005f) < 0.0004f && exp1 == exp0, "import %f -> %f, export %f -> %f",
+          imp0, imp1, exp0, exp1);
+    child_cmd(&c, "set 0 input 0x34 float32 -3000");
+    child_cmd(&c, "step 36");
+    float imp2 = read_input_float(m, 0x48), exp2 = read_input_float(m, 0x4A);
+    CHECK(imp2 == imp1 && fabsf(exp2 - exp1 - 0.003f) < 0.0004f, "export %f -> %f", exp1, exp2);
+    child_cmd(&c, "thaw 0 input 0x34 float32");
+    child_cmd(&c, "run");
+
+    // Pinning a register through the control channel is what the client reads.
+    child_cmd(&c, "set 0 input 0x0000 float32 241.5");
+    sleep_ms(250);
+    CHECK(read_input_float(m, 0) == 241.5f, "set voltage not seen");
+    CHECK(strcmp(child_cmd(&c, "get 0 input 0 float32"), "241.5") == 0, "get after set");
+
+    // Holding parameters: FC16 writes of allowed values stick and are reported.
+    CHECK(modbus_read_registers(m, 2, 2, r) == 2 && reg_float(r) == 60.0f, "demand period");
+    float_regs(15.0f, r);
+    CHECK(modbus_write_registers(m, 2, 2, r) == 2, "write demand period: %s",
+          modbus_strerror(errno));
+    child_expect(&c, "write ", 2000, line);
+    char want[128];
+    snprintf(want, sizeof(want), "write %d holding 2 2 %u %u", port, r[0], r[1]);
+    CHECK(strcmp(line, want) == 0, "write line '%s', want '%s'", line, want);
+    sleep_ms(250);
+    CHECK(modbus_read_registers(m, 2, 2, r) == 2 && reg_float(r) == 15.0f, "period readback");
+    float_regs(7.0f, r);
+    expect_exception(modbus_write_registers(m, 2, 2, r), 3, "demand period 7");
+    float_regs(2.0f, r);
+    CHECK(modbus_write_registers(m, 0x0A, 2, r) == 2, "system type 2");
+    child_expect(&c, "write ", 2000, line);
+    expect_exception(modbus_write_register(m, 2, 0), 1, "FC6 on the meter");
+    expect_exception(modbus_write_registers(m, 0x14, 2, r), 2, "write a read-only parameter");
+    CHECK(strcmp(child_cmd(&c, "get 0 holding 0x0A float32"), "2") == 0, "system type get");
+
+    client_free(m);
+    child_stop(&c);
+}
+
+static void test_sunspec(const char *sim)
+{
+    struct child c;
+    int port;
+    char line[LINE_LEN];
+    const char *args[] = {"--profile", "sunspec", "--tick", "1000", "--unit", "3", NULL};
+    child_start_tcp(&c, sim, args, &port, 1);
+    child_cmd(&c, "freeze"); // the test drives time with `step`
+    modbus_t *m = tcp_client(port, 3);
+
+    uint16_t r[125];
+    CHECK(modbus_read_registers(m, 40000, 4, r) == 4, "read 40000: %s", modbus_strerror(errno));
+    CHECK(r[0] == 0x5375 && r[1] == 0x6E53, "no SunS marker: %04X %04X", r[0], r[1]);
+    CHECK(r[2] == 1 && r[3] == 65, "common model header %u %u", r[2], r[3]);
+    CHECK(read_holding(m, 40069) == 103 && read_holding(m, 40070) == 50, "model 103 header");
+    CHECK(read_holding(m, 40121) == 123 && read_holding(m, 40122) == 24, "model 123 header");
+    CHECK(read_holding(m, 40147) == 0xFFFF && read_holding(m, 40148) == 0, "end marker");
+    expect_exception(modbus_read_registers(m, 40149, 1, r), 2, "read past the end");
+    CHECK(modbus_read_registers(m, 40004, 16, r) == 16, "read Mn");
+    CHECK(r[0] == ('e' << 8 | 'n') && r[6] == ('s' << 8 | 'i') && r[7] == 'm' << 8, "Mn string");
+    CHECK(modbus_read_registers(m, 40052, 4, r) == 4, "read SN");
+    CHECK(r[0] == ('S' << 8 | 'I') && r[1] == ('M' << 8 | '0'), "SN string");
+    CHECK(read_holding(m, 40068) == 3, "DA is the unit id");
+
+    // Another unit behind the same "gateway" is not there.
+    modbus_set_slave(m, 4);
+    expect_exception(modbus_read_registers(m, 40000, 2, r), 0x0B, "wrong unit id");
+    modbus_set_slave(m, 3);
+
+    // Morning sun: producing in MPPT.
+    child_cmd(&c, "step 30");
+    CHECK(read_holding(m, 40107) == 4, "St %d, want MPPT", read_holding(m, 40107));
+    int w = (int16_t)read_holding(m, 40083);
+    CHECK(w > 1500 && w <= 10000, "W %d", w);
+    CHECK(read_holding(m, 40075) == (uint16_t)-2 && read_holding(m, 40144) == 0, "scale factors");
+    uint16_t wh[2];
+    CHECK(modbus_read_registers(m, 40093, 2, wh) == 2, "read WH");
+    uint32_t wh0 = (uint32_t)wh[0] << 16 | wh[1];
+
+    // A power limit is echoed, reads back and throttles.
+    CHECK(modbus_write_register(m, 40126, 10) == 1, "write WMaxLimPct: %s", modbus_strerror(errno));
+    child_expect(&c, "write ", 2000, line);
+    char want[128];
+    snprintf(want, sizeof(want), "write %d holding 40126 1 10", port);
+    CHECK(strcmp(line, want) == 0, "write line '%s', want '%s'", line, want);
+    CHECK(read_holding(m, 40126) == 10, "WMaxLimPct readback");
+    CHECK(modbus_write_register(m, 40130, 1) == 1, "write WMaxLim_Ena");
+    child_expect(&c, "write ", 2000, line);
+    child_cmd(&c, "step 5");
+    w = (int16_t)read_holding(m, 40083);
+    CHECK(w == 1000 && read_holding(m, 40107) == 5, "throttled W %d St %d", w,
+          read_holding(m, 40107));
+    CHECK(read_holding(m, 40126) == 10, "limit overwritten by evolution");
+
+    // Read-only registers and out-of-range values are refused like a device would.
+    expect_exception(modbus_write_register(m, 40083, 5), 2, "write W");
+    expect_exception(modbus_write_register(m, 40144, 1), 2, "write WMaxLimPct_SF");
+    expect_exception(modbus_write_register(m, 40126, 101), 3, "WMaxLimPct 101");
+    expect_exception(modbus_write_register(m, 40130, 2), 3, "WMaxLim_Ena 2");
+    uint16_t mix[2] = {50, 0};
+    expect_exception(modbus_write_registers(m, 40125, 2, mix), 3, "Conn 50");
+
+    // Disconnect: no power, standby; energy never went down.
+    CHECK(modbus_write_register(m, 40125, 0) == 1, "write Conn");
+    child_cmd(&c, "step 2");
+    CHECK(read_holding(m, 40083) == 0 && read_holding(m, 40107) == 8, "Conn 0 not standby");
+    CHECK(modbus_read_registers(m, 40093, 2, wh) == 2, "read WH");
+    CHECK(((uint32_t)wh[0] << 16 | wh[1]) > wh0, "energy did not grow");
+
+    // A limit with a reversion timeout falls back by itself.
+    uint16_t ctl[5] = {20, 0, 1, 0, 1}; // WMaxLimPct, WinTms, RvrtTms 1 s, RmpTms, Ena
+    CHECK(modbus_write_registers(m, 40126, 5, ctl) == 5, "write limit block");
+    child_cmd(&c, "step 12");
+    child_expect(&c, "revert ", 2000, line);
+    CHECK(read_holding(m, 40130) == 0, "WMaxLim_Ena not reverted");
+
+    client_free(m);
+    child_stop(&c);
+}
+
+static void test_fault_exception(const char *sim)
+{
+    struct child c;
+    int port;
+    const char *args[] = {"--profile", "sdm630", NULL};
+    child_start_tcp(&c, sim, args, &port, 1);
+    modbus_t *m = tcp_client(port, 1);
+    uint16_t r[2];
+    CHECK(modbus_read_input_registers(m, 0, 2, r) == 2, "healthy read");
+    child_cmd(&c, "fault 0 exception");
+    expect_exception(modbus_read_input_registers(m, 0, 2, r), 4, "read under fault");
+    expect_exception(modbus_write_registers(m, 2, 2, r), 4, "write under fault");
+    child_cmd(&c, "fault all none");
+    CHECK(modbus_read_input_registers(m, 0, 2, r) == 2, "read after recovery");
+    client_free(m);
+    child_stop(&c);
+}
+
+static void test_fault_drop(const char *sim)
+{
+    struct child c;
+    int port;
+    const char *args[] = {"--profile", "sunspec", NULL};
+    child_start_tcp(&c, sim, args, &port, 1);
+    modbus_t *a = tcp_client(port, 1), *b = tcp_client(port, 1);
+    uint16_t r[2];
+    CHECK(modbus_read_registers(a, 40000, 2, r) == 2, "client a");
+    CHECK(modbus_read_registers(b, 40000, 2, r) == 2, "client b");
+    CHECK(strcmp(child_cmd(&c, "clients 0"), "2") == 0, "two clients on one port");
+
+    child_cmd(&c, "fault 0 drop");
+    CHECK(modbus_read_registers(a, 40000, 2, r) < 0, "read on a dropped connection");
+    client_free(a);
+    // New connections are accepted and closed at once (or refused).
+    modbus_t *n = modbus_new_tcp("127.0.0.1", port);
+    modbus_set_response_timeout(n, (uint32_t)slow, 0);
+    CHECK(modbus_connect(n) < 0 || modbus_read_registers(n, 40000, 2, r) < 0,
+          "a new connection worked under drop");
+    client_free(n);
+    CHECK(strcmp(child_cmd(&c, "clients 0"), "0") == 0, "connections left under drop");
+
+    child_cmd(&c, "fault 0 none");
+    a = tcp_client(port, 1);
+    CHECK(modbus_read_registers(a, 40000, 2, r) == 2, "read after recovery");
+    client_free(a);
+    client_free(b);
+    child_stop(&c);
+}
+
+static void test_fault_stall_garbage(const char *sim)
+{
+    struct child c;
+    int port;
+    const char *args[] = {"--profile", "sdm630", "--fault", "stall", NULL};
+    child_start_tcp(&c, sim, args, &port, 1);
+    modbus_t *m = tcp_client(port, 1);
+    modbus_set_response_timeout(m, 0, 300000);
+    uint16_t r[2];
+    errno = 0;
+    CHECK(modbus_read_input_registers(m, 0, 2, r) < 0 && errno == ETIMEDOUT,
+          "stalled device answered (%s)", modbus_strerror(errno));
+    CHECK(strcmp(child_cmd(&c, "clients 0"), "1") == 0, "stall must keep the connection");
+    child_cmd(&c, "fault 0 garbage");
+    for (int i = 0; i < 3; i++) {
+        CHECK(modbus_read_input_registers(m, 0, 2, r) < 0, "garbage parsed as an answer");
+        client_free(m);
+        m = tcp_client(port, 1);
+        modbus_set_response_timeout(m, 0, 300000);
+    }
+    child_cmd(&c, "fault 0 none");
+    CHECK(modbus_read_input_registers(m, 0, 2, r) == 2, "read after recovery: %s",
+          modbus_strerror(errno));
+    client_free(m);
+    child_stop(&c);
+}
+
+static void test_multi(const char *sim)
+{
+    struct child c;
+    int ports[3];
+    const char *args[] = {"--profile", "sdm630", "--count", "3", "--seed", "42", NULL};
+    CHECK(child_start_tcp(&c, sim, args, ports, 3) == 3, "three ports");
+    CHECK(ports[0] != ports[1] && ports[1] != ports[2], "distinct ports");
+    modbus_t *m[3];
+    float e[3];
+    for (int i = 0; i < 3; i++) {
+        m[i] = tcp_client(ports[i], 1);
+        e[i] = read_input_float(m[i], 0x48);
+    }
+    CHECK(e[0] != e[1] && e[1] != e[2], "devices share their values");
+    child_cmd(&c, "set 1 input 0 float32 199");
+    CHECK(read_input_float(m[1], 0) == 199.0f, "set on device 1");
+    CHECK(read_input_float(m[0], 0) != 199.0f && read_input_float(m[2], 0) != 199.0f,
+          "set leaked to other devices");
+    child_cmd(&c, "thaw 1 input 0 float32");
+    child_cmd(&c, "step");
+    CHECK(read_input_float(m[1], 0) != 199.0f, "thaw did not release the register");
+    // A fault on one device leaves the others alone.
+    child_cmd(&c, "fault 2 exception");
+    uint16_t r[2];
+    expect_exception(modbus_read_input_registers(m[2], 0, 2, r), 4, "faulted device");
+    CHECK(modbus_read_input_registers(m[0], 0, 2, r) == 2, "healthy device");
+    for (int i = 0; i < 3; i++) {
+        client_free(m[i]);
+    }
+    child_stop(&c);
+}
+
+static void test_rtu(const char *sim)
+{
+    struct child c;
+    char line[LINE_LEN];
+    const char *args[] = {"--profile", "sunspec", "--rtu", "--unit", "7", NULL};
+    child_start(&c, sim, args);
+    child_expect(&c, "ready rtu ", 5000, line);
+    const char *path = line + strlen("ready rtu ");
+    modbus_t *m = modbus_new_rtu(path, 9600, 'N', 8, 1);
+    CHECK(m, "modbus_new_rtu(%s)", path);
+    modbus_set_slave(m, 7);
+    modbus_set_response_timeout(m, (uint32_t)slow, 0);
+    CHECK(modbus_connect(m) == 0, "open %s: %s", path, modbus_strerror(errno));
+
+    uint16_t r[4];
+    CHECK(modbus_read_registers(m, 40000, 2, r) == 2, "RTU read: %s", modbus_strerror(errno));
+    CHECK(r[0] == 0x5375 && r[1] == 0x6E53, "no SunS over RTU");
+    CHECK(modbus_write_register(m, 40126, 42) == 1, "RTU write: %s", modbus_strerror(errno));
+    child_expect(&c, "write rtu holding 40126 1 42", 2000, line);
+    CHECK(modbus_read_registers(m, 40126, 1, r) == 1 && r[0] == 42, "RTU readback");
+    expect_exception(modbus_write_register(m, 40083, 1), 2, "RTU write to W");
+    child_cmd(&c, "fault 0 exception");
+    expect_exception(modbus_read_registers(m, 40000, 2, r), 4, "RTU exception fault");
+    child_cmd(&c, "fault 0 none");
+    CHECK(modbus_read_registers(m, 40068, 1, r) == 1 && r[0] == 7, "RTU DA");
+    client_free(m);
+    child_stop(&c);
+}
+
+// Values must not change when evolution is off, and `step` must move them.
+static void test_static(const char *sim)
+{
+    struct child c;
+    int port;
+    const char *args[] = {"--profile", "sdm630", "--static", "--tick", "50", NULL};
+    child_start_tcp(&c, sim, args, &port, 1);
+    modbus_t *m = tcp_client(port, 1);
+    float p0 = read_input_float(m, 0x34);
+    sleep_ms(300);
+    CHECK(read_input_float(m, 0x34) == p0, "static values changed");
+    child_cmd(&c, "step 50");
+    CHECK(read_input_float(m, 0x34) != p0, "step did not evolve");
+    client_free(m);
+    // Closing stdin must not end the simulator.
+    close(c.in_fd);
+    sleep_ms(200);
+    m = tcp_client(port, 1);
+    CHECK(read_input_float(m, 0) > 200, "simulator gone after stdin EOF");
+    client_free(m);
+    c.in_fd = -1;
+    child_stop(&c);
+}
+
+static const struct {
+    const char *name;
+    void (*fn)(const char *sim);
+} scenarios[] = {
+    {"sdm630", test_sdm630},
+    {"sunspec", test_sunspec},
+    {"fault_exception", test_fault_exception},
+    {"fault_drop", test_fault_drop},
+    {"fault_stall_garbage", test_fault_stall_garbage},
+    {"multi", test_multi},
+    {"rtu", test_rtu},
+    {"static", test_static},
+};
+
+int main(int argc, char **argv)
+{
+    int a = 1;
+    if (argc > 2 && strcmp(argv[1], "--wrapper") == 0) {
+        wrapper = argv[2];
+        slow = 10;
+        a = 3;
+    }
+    if (argc - a != 2) {
+        fprintf(stderr, "usage: %s [--wrapper CMD] <e2m-modbus-sim> <scenario>\n", argv[0]);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++) {
+        if (strcmp(argv[a + 1], scenarios[i].name) == 0) {
+            scenario = scenarios[i].name;
+            scenarios[i].fn(argv[a]);
+            printf("PASS %s\n", scenario);
+            return 0;
+        }
+    }
+    fprintf(stderr, "unknown scenario %s\n", argv[a + 1]);
+    return 2;
+}
