@@ -1,0 +1,537 @@
+// SPDX-License-Identifier: MIT
+// End-to-end tests: a real mosquitto, the Modbus simulator (libmodbus on both ends) and the
+// daemon, observed the way Home Assistant would observe them.
+#include <check.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "itest.h"
+
+// One broker, one simulated inverter and meter, one daemon: the usual cast.
+struct rig {
+    struct broker broker;
+    struct sim inv, meter;
+    struct proc daemon;
+    struct collector *mqtt;
+    const char *config;
+};
+
+static const char *const inv_args[] = {"--profile", "sunspec", "--port", "0",
+                                       "--tick",    "200",     NULL};
+static const char *const meter_args[] = {"--profile", "sdm630", "--port", "0",
+                                         "--tick",    "200",    NULL};
+
+static const char *write_config(struct rig *r, const char *name, const char *base,
+                                const char *extra_mqtt)
+{
+    return itest_write_file(name,
+                            "mqtt:\n"
+                            "  url: mqtt://127.0.0.1:%d\n"
+                            "  base_topic: %s\n"
+                            "  birth_delay: 300ms\n"
+                            "  scan_time: 400ms\n"
+                            "  keepalive: 5s\n"
+                            "%s"
+                            "state_dir: %s\n"
+                            "devices:\n"
+                            "  - id: inv\n"
+                            "    name: Roof inverter\n"
+                            "    model: sunspec/inverter\n"
+                            "    host: 127.0.0.1\n"
+                            "    port: %d\n"
+                            "    options: {poll_interval: 500ms, backoff_min: 200ms, "
+                            "backoff_max: 1s, reply_timeout: 500ms, connect_timeout: 500ms}\n"
+                            "  - id: meter\n"
+                            "    name: Grid meter\n"
+                            "    model: eastron/sdm630\n"
+                            "    host: 127.0.0.1\n"
+                            "    port: %d\n"
+                            "    options: {poll_interval: 500ms}\n",
+                            r->broker.port, base, extra_mqtt ? extra_mqtt : "", itest_dir(),
+                            r->inv.ports[0], r->meter.ports[0]);
+}
+
+static void rig_start(struct rig *r)
+{
+    memset(r, 0, sizeof(*r));
+    broker_start(&r->broker, false);
+    sim_start(&r->inv, inv_args);
+    sim_start(&r->meter, meter_args);
+    r->mqtt = collector_new(r->broker.port, "#");
+    r->config = write_config(r, "e2m.yaml", "energy2mqtt", NULL);
+    daemon_start(&r->daemon, r->config, "daemon.log");
+    char *s = collector_wait(r->mqtt, "energy2mqtt/inv/availability", "online", 10000);
+    ck_assert_msg(s, "the inverter never came online");
+    free(s);
+    s = collector_wait(r->mqtt, "energy2mqtt/meter/availability", "online", 10000);
+    ck_assert_msg(s, "the meter never came online");
+    free(s);
+}
+
+static void rig_stop(struct rig *r)
+{
+    if (r->daemon.pid) {
+        int rc = proc_stop(&r->daemon, SIGTERM, 30000);
+        ck_assert_msg(rc == 0, "the daemon exited with %d (see %s)", rc, r->daemon.log);
+    }
+    collector_free(r->mqtt);
+    proc_stop(&r->inv.p, SIGTERM, 3000);
+    proc_stop(&r->meter.p, SIGTERM, 3000);
+    broker_stop(&r->broker);
+    itest_cleanup();
+}
+
+// Waits for a state message of `device` whose `key` equals `value`.
+static bool wait_value(struct rig *r, const char *device, const char *key, double value,
+                       int timeout_ms)
+{
+    char topic[128];
+    snprintf(topic, sizeof(topic), "energy2mqtt/%s/state", device);
+    long long end = itest_now_ms() + timeout_ms;
+    while (itest_now_ms() < end) {
+        char *s = collector_last(r->mqtt, topic);
+        double v = s ? json_number_of(s, key) : NAN;
+        free(s);
+        if (fabs(v - value) < 1e-6)
+            return true;
+        itest_sleep_ms(50);
+    }
+    return false;
+}
+
+static int run_validator(const char *capture, bool require_published, char *out, size_t n)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "%s %s '%s' 2>&1", itest_path("build", "tests/ha/ha_validate"),
+             require_published ? "--require-published" : "", capture);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t len = 0;
+    out[0] = '\0';
+    char line[1024];
+    while (fgets(line, sizeof(line), p)) {
+        if (len + strlen(line) < n) {
+            strcpy(out + len, line);
+            len += strlen(line);
+        }
+    }
+    int status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+START_TEST(discovery_appears_and_validates)
+{
+    struct rig r;
+    rig_start(&r);
+    // Let a state message of each device arrive, then capture everything retained plus them.
+    free(collector_wait(r.mqtt, "energy2mqtt/inv/state", "\"power\":", 5000));
+    free(collector_wait(r.mqtt, "energy2mqtt/meter/state", "\"l1_voltage\":", 5000));
+    free(collector_wait(r.mqtt, "energy2mqtt/bridge/state", NULL, 5000));
+    char path[300], out[8192];
+    snprintf(path, sizeof(path), "%s/capture.txt", itest_dir());
+    collector_dump(r.mqtt, path);
+    int rc = run_validator(path, true, out, sizeof(out));
+    ck_assert_msg(rc == 0, "validator failed:\n%s", out);
+    ck_assert_msg(strstr(out, " 0 failed"), "%s", out);
+    // Every configured device and the bridge have a retained config.
+    struct collector *ret = collector_retained(r.broker.port, "homeassistant/#", 500);
+    ck_assert_uint_eq(collector_count(ret), 3);
+    char *inv = collector_last(ret, "homeassistant/device/energy2mqtt_inv/config");
+    ck_assert_ptr_nonnull(inv);
+    ck_assert_ptr_nonnull(strstr(inv, "\"uniq_id\":\"energy2mqtt_inv_power_limit\""));
+    free(inv);
+    collector_free(ret);
+    rig_stop(&r);
+}
+END_TEST
+
+START_TEST(states_carry_simulator_values)
+{
+    struct rig r;
+    rig_start(&r);
+    char ok[256];
+    // Meter: float32 input registers, big word order.
+    ck_assert(sim_command(&r.meter, ok, sizeof(ok), "set 0 input 0 float32 231.25"));
+    ck_assert_msg(wait_value(&r, "meter", "l1_voltage", 231.3, 5000) ||
+                      wait_value(&r, "meter", "l1_voltage", 231.2, 100),
+                  "l1_voltage never showed the simulator's 231.25 V");
+    // Inverter: W with scale factor W_SF (set to -1: 12345 * 10^-1 W), published with the
+    // entity's precision of 0 decimals.
+    ck_assert(sim_command(&r.inv, ok, sizeof(ok), "set 0 holding 40084 s16 -1"));
+    ck_assert(sim_command(&r.inv, ok, sizeof(ok), "set 0 holding 40083 s16 12345"));
+    ck_assert_msg(wait_value(&r, "inv", "power", 1235, 5000), "power != 1235 W");
+    // Current: A = 1234 with A_SF -2 -> 12.34 A.
+    ck_assert(sim_command(&r.inv, ok, sizeof(ok), "set 0 holding 40075 s16 -2"));
+    ck_assert(sim_command(&r.inv, ok, sizeof(ok), "set 0 holding 40071 u16 1234"));
+    ck_assert_msg(wait_value(&r, "inv", "current", 12.34, 5000), "current != 12.34 A");
+    // Strings from the common model.
+    char *s = collector_wait(r.mqtt, "energy2mqtt/inv/state", "\"manufacturer\":\"", 3000);
+    ck_assert_ptr_nonnull(s);
+    char *mf = json_string_of(s, "manufacturer");
+    ck_assert_str_eq(mf, "energy2mqtt-sim");
+    free(mf);
+    free(s);
+    rig_stop(&r);
+}
+END_TEST
+
+START_TEST(number_command_is_written_and_confirmed)
+{
+    struct rig r;
+    rig_start(&r);
+    char line[512];
+    collector_publish(r.mqtt, "energy2mqtt/inv/power_limit/set", "55", false);
+    ck_assert_msg(sim_wait_write(&r.inv, "write", line, sizeof(line), 5000), "no write");
+    ck_assert_msg(strstr(line, " holding 40126 1 55"), "unexpected write: %s", line);
+    // The confirmed state comes from the read-back, not from the command.
+    ck_assert_msg(wait_value(&r, "inv", "power_limit", 55, 5000), "power_limit not confirmed");
+    char ok[64];
+    ck_assert(sim_command(&r.inv, ok, sizeof(ok), "get 0 holding 40126 u16"));
+    ck_assert_str_eq(ok, "ok 55");
+    ck_assert(proc_log_contains(&r.daemon, "power_limit confirmed by read-back"));
+    // A switch and a select go the same way.
+    collector_publish(r.mqtt, "energy2mqtt/inv/power_limit_enabled/set", "ON", false);
+    ck_assert(sim_wait_write(&r.inv, "write", line, sizeof(line), 5000));
+    ck_assert_msg(strstr(line, " holding 40130 1 1"), "unexpected write: %s", line);
+    collector_publish(r.mqtt, "energy2mqtt/meter/demand_period/set", "15", false);
+    ck_assert(sim_wait_write(&r.meter, "write", line, sizeof(line), 5000));
+    ck_assert_msg(strstr(line, " holding 2 2 16752 0"), "unexpected write: %s", line);
+    char *s = collector_wait(r.mqtt, "energy2mqtt/meter/state", "\"demand_period\":\"15\"", 5000);
+    ck_assert_msg(s, "demand_period not confirmed");
+    free(s);
+    rig_stop(&r);
+}
+END_TEST
+
+START_TEST(bad_commands_are_refused_and_snap_back)
+{
+    struct rig r;
+    rig_start(&r);
+    static const char *const bad[][2] = {
+        {"energy2mqtt/inv/power_limit/set", "150"},      // out of range
+        {"energy2mqtt/inv/power_limit/set", "abc"},      // not a number
+        {"energy2mqtt/inv/power_limit/set", "50.5"},     // off the step grid
+        {"energy2mqtt/inv/connected/set", "MAYBE"},      // not ON/OFF
+        {"energy2mqtt/meter/demand_period/set", "7"},    // not an option
+        {"energy2mqtt/inv/power/set", "100"},            // a sensor
+        {"energy2mqtt/inv/nosuch/set", "1"},             // unknown entity
+        {"energy2mqtt/ghost/power_limit/set", "1"},      // unknown device
+        {"energy2mqtt/inv/power_limit/set", "\xff\xfe"}, // not UTF-8
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        collector_clear(r.mqtt);
+        collector_publish(r.mqtt, bad[i][0], bad[i][1], false);
+        if (strstr(bad[i][0], "/inv/") && !strstr(bad[i][0], "nosuch")) {
+            // The control snaps back: the current state is re-published at once.
+            char *s = collector_wait(r.mqtt, "energy2mqtt/inv/state", NULL, 300);
+            ck_assert_msg(s, "no state re-published after refusing %s", bad[i][1]);
+            free(s);
+        }
+    }
+    char oversized[1000];
+    memset(oversized, '9', sizeof(oversized) - 1);
+    oversized[sizeof(oversized) - 1] = '\0';
+    collector_publish(r.mqtt, "energy2mqtt/inv/power_limit/set", oversized, false);
+    itest_sleep_ms(800);
+    char line[256];
+    ck_assert_msg(!sim_wait_write(&r.inv, "write", line, sizeof(line), 200),
+                  "a refused command reached the device: %s", line);
+    ck_assert(!sim_wait_write(&r.meter, "write", line, sizeof(line), 100));
+    ck_assert(proc_log_contains(&r.daemon, "refused inv/power_limit: 150 is outside 0..100"));
+    ck_assert(proc_log_contains(&r.daemon, "refused inv/power_limit: 'abc' is not a number"));
+    ck_assert(proc_log_contains(&r.daemon, "refused ghost/power_limit: no such device"));
+    // A retained command would be replayed on every reconnect. Left on the broker while the
+    // daemon is down, it arrives flagged retained at start-up and must not be acted on.
+    ck_assert_int_eq(proc_stop(&r.daemon, SIGTERM, 30000), 0);
+    collector_publish(r.mqtt, "energy2mqtt/inv/power_limit/set", "10", true);
+    collector_clear(r.mqtt);
+    daemon_start(&r.daemon, r.config, "daemon-retained.log");
+    free(collector_wait(r.mqtt, "energy2mqtt/inv/availability", "online", 10000));
+    ck_assert(!sim_wait_write(&r.inv, "write", line, sizeof(line), 1500));
+    ck_assert(proc_log_contains(&r.daemon, "retained commands are ignored"));
+    collector_publish(r.mqtt, "energy2mqtt/inv/power_limit/set", "", true); // clear it
+    rig_stop(&r);
+}
+END_TEST
+
+START_TEST(birth_message_triggers_republish)
+{
+    struct rig r;
+    rig_start(&r);
+    free(collector_wait(r.mqtt, "homeassistant/device/energy2mqtt_inv/config", NULL, 3000));
+    itest_sleep_ms(300);
+    collector_clear(r.mqtt);
+    collector_publish(r.mqtt, "homeassistant/status", "online", false);
+    long long t0 = itest_now_ms();
+    char *s = collector_wait(r.mqtt, "homeassistant/device/energy2mqtt_inv/config", NULL, 3000);
+    ck_assert_msg(s, "discovery not re-published after the birth message");
+    free(s);
+    ck_assert_int_ge(itest_now_ms() - t0, 100); // after a delay, not instantly
+    s = collector_wait(r.mqtt, "energy2mqtt/inv/availability", "online", 2000);
+    ck_assert_ptr_nonnull(s);
+    free(s);
+    // HA's user deletes the meter: it must not come back on the next birth...
+    collector_publish(r.mqtt, "homeassistant/device/energy2mqtt_meter/config", "", true);
+    itest_sleep_ms(300);
+    collector_clear(r.mqtt);
+    collector_publish(r.mqtt, "homeassistant/status", "online", false);
+    free(collector_wait(r.mqtt, "homeassistant/device/energy2mqtt_inv/config", NULL, 3000));
+    itest_sleep_ms(300);
+    ck_assert_uint_eq(collector_count_prefix(r.mqtt, "homeassistant/device/energy2mqtt_meter"), 0);
+    // ...until the bridge's republish button.
+    collector_publish(r.mqtt, "energy2mqtt/bridge/republish/set", "PRESS", false);
+    s = collector_wait(r.mqtt, "homeassistant/device/energy2mqtt_meter/config", "cmps", 3000);
+    ck_assert_msg(s, "republish button did not bring the meter back");
+    free(s);
+    rig_stop(&r);
+}
+END_TEST
+
+START_TEST(killed_daemon_leaves_offline)
+{
+    struct rig r;
+    rig_start(&r);
+    ck_assert_int_eq(proc_stop(&r.daemon, SIGKILL, 3000), 128 + SIGKILL);
+    itest_sleep_ms(300);
+    struct collector *ret =
+        collector_retained(r.broker.port, "energy2mqtt/bridge/availability", 400);
+    char *s = collector_last(ret, "energy2mqtt/bridge/availability");
+    ck_assert_ptr_nonnull(s);
+    ck_assert_str_eq(s, "offline");
+    free(s);
+    collector_free(ret);
+    // A clean stop says offline too (the will is not sent on a clean disconnect).
+    collector_clear(r.mqtt);
+    daemon_start(&r.daemon, r.config, "daemon2.log");
+    free(collector_wait(r.mqtt, "energy2mqtt/bridge/availability", "online", 5000));
+    ck_assert_int_eq(proc_stop(&r.daemon, SIGTERM, 30000), 0);
+    ret = collector_retained(r.broker.port, "energy2mqtt/bridge/availability", 400);
+    s = collector_last(ret, "energy2mqtt/bridge/availability");
+    ck_assert_str_eq(s, "offline");
+    free(s);
+    collector_free(ret);
+    rig_stop(&r);
+}
+END_TEST
+
+START_TEST(second_instance_does_not_interfere)
+{
+    struct rig r;
+    rig_start(&r);
+    // Instance B: another base topic, its own simulated meter.
+    struct sim meter_b;
+    sim_start(&meter_b, meter_args);
+    const char *cfg_b = itest_write_file("b.yaml",
+                                         "mqtt: {url: 'mqtt://127.0.0.1:%d', base_topic: site-b, "
+                                         "scan_time: 400ms}\n"
+                                         "state_dir: %s\n"
+                                         "devices:\n"
+                                         "  - {id: meter, model: eastron/sdm630, host: 127.0.0.1, "
+                                         "port: %d, options: {poll_interval: 500ms}}\n",
+                                         r.broker.port, itest_dir(), meter_b.ports[0]);
+    struct proc b;
+    daemon_start(&b, cfg_b, "daemon-b.log");
+    char *s = collector_wait(r.mqtt, "site-b/meter/availability", "online", 10000);
+    ck_assert_ptr_nonnull(s);
+    free(s);
+    // Restart A: its clean-up of stale configs must leave B's alone.
+    ck_assert_int_eq(proc_stop(&r.daemon, SIGTERM, 30000), 0);
+    collector_clear(r.mqtt);
+    daemon_start(&r.daemon, r.config, "daemon-a2.log");
+    free(collector_wait(r.mqtt, "energy2mqtt/inv/availability", "online", 10000));
+    itest_sleep_ms(600);
+    struct collector *ret = collector_retained(r.broker.port, "homeassistant/#", 500);
+    ck_assert_uint_eq(collector_count(ret), 5); // two bridges, inv, meter, site-b meter
+    char *cfg = collector_last(ret, "homeassistant/device/site-b_meter/config");
+    ck_assert_ptr_nonnull(cfg);
+    ck_assert_ptr_nonnull(strstr(cfg, "\"uniq_id\":\"site-b_meter_l1_voltage\""));
+    free(cfg);
+    collector_free(ret);
+    // A command to A's meter does not reach B's.
+    char line[256];
+    collector_publish(r.mqtt, "energy2mqtt/meter/system_type/set", "3P3W", false);
+    ck_assert(sim_wait_write(&r.meter, "write", line, sizeof(line), 5000));
+    ck_assert(!sim_wait_write(&meter_b, "write", line, sizeof(line), 500));
+    ck_assert_int_eq(proc_stop(&b, SIGTERM, 30000), 0);
+    proc_stop(&meter_b.p, SIGTERM, 3000);
+    rig_stop(&r);
+}
+END_TEST
+
+START_TEST(stale_configs_are_cleared_at_start)
+{
+    struct rig r;
+    rig_start(&r);
+    ck_assert_int_eq(proc_stop(&r.daemon, SIGTERM, 30000), 0);
+    // The same instance restarted without the meter clears the meter's config.
+    const char *cfg = itest_write_file("only-inv.yaml",
+                                       "mqtt: {url: 'mqtt://127.0.0.1:%d', scan_time: 400ms}\n"
+                                       "state_dir: %s\n"
+                                       "devices:\n"
+                                       "  - {id: inv, model: sunspec/inverter, host: 127.0.0.1, "
+                                       "port: %d}\n",
+                                       r.broker.port, itest_dir(), r.inv.ports[0]);
+    collector_clear(r.mqtt);
+    daemon_start(&r.daemon, cfg, "daemon-inv.log");
+    free(collector_wait(r.mqtt, "energy2mqtt/inv/availability", "online", 10000));
+    itest_sleep_ms(500);
+    struct collector *ret = collector_retained(r.broker.port, "homeassistant/#", 500);
+    ck_assert_ptr_null(collector_last(ret, "homeassistant/device/energy2mqtt_meter/config"));
+    char *inv = collector_last(ret, "homeassistant/device/energy2mqtt_inv/config");
+    ck_assert_ptr_nonnull(inv);
+    free(inv);
+    collector_free(ret);
+    rig_stop(&r);
+}
+END_TEST
+
+START_TEST(broker_restart_brings_everything_back)
+{
+    struct rig r;
+    rig_start(&r);
+    collector_free(r.mqtt);
+    broker_stop(&r.broker); // no persistence: every retained message is gone
+    broker_start(&r.broker, false);
+    r.mqtt = collector_new(r.broker.port, "#");
+    char *s = collector_wait(r.mqtt, "homeassistant/device/energy2mqtt_inv/config", NULL, 15000);
+    ck_assert_msg(s, "discovery not re-published after the broker restart");
+    free(s);
+    s = collector_wait(r.mqtt, "energy2mqtt/inv/availability", "online", 5000);
+    ck_assert_ptr_nonnull(s);
+    free(s);
+    rig_stop(&r);
+}
+END_TEST
+
+START_TEST(device_faults_mark_offline_then_recover)
+{
+    struct rig r;
+    rig_start(&r);
+    char ok[128];
+    collector_clear(r.mqtt); // the start-up "offline" must not count
+    ck_assert(sim_command(&r.inv, ok, sizeof(ok), "fault all stall"));
+    char *s = collector_wait(r.mqtt, "energy2mqtt/inv/availability", "offline", 15000);
+    ck_assert_msg(s, "a stalled inverter never went offline");
+    free(s);
+    s = collector_wait(r.mqtt, "energy2mqtt/inv/state", "\"link_status\":\"offline\"", 3000);
+    ck_assert_msg(s, "the state message does not say offline");
+    free(s);
+    ck_assert(sim_command(&r.inv, ok, sizeof(ok), "fault all none"));
+    s = collector_wait(r.mqtt, "energy2mqtt/inv/availability", "online", 15000);
+    ck_assert_msg(s, "the inverter did not come back");
+    free(s);
+    // The meter was never affected.
+    ck_assert_ptr_null(collector_wait(r.mqtt, "energy2mqtt/meter/availability", "offline", 10));
+    rig_stop(&r);
+}
+END_TEST
+
+START_TEST(energy_counter_never_goes_back)
+{
+    struct rig r;
+    rig_start(&r);
+    char ok[128];
+    ck_assert(sim_command(&r.meter, ok, sizeof(ok), "set 0 input 0x48 float32 5000"));
+    ck_assert(wait_value(&r, "meter", "import_energy", 5000, 5000));
+    // A glitch: the meter reports a smaller total, then zero. Neither is published.
+    ck_assert(sim_command(&r.meter, ok, sizeof(ok), "set 0 input 0x48 float32 500"));
+    itest_sleep_ms(1200);
+    ck_assert(sim_command(&r.meter, ok, sizeof(ok), "set 0 input 0x48 float32 0"));
+    itest_sleep_ms(1200);
+    ck_assert(wait_value(&r, "meter", "import_energy", 5000, 100));
+    ck_assert(proc_log_contains(&r.daemon, "import_energy: decrease refused"));
+    ck_assert(sim_command(&r.meter, ok, sizeof(ok), "set 0 input 0x48 float32 5001.5"));
+    ck_assert(wait_value(&r, "meter", "import_energy", 5001.5, 5000));
+    // The mark survives a restart: after it, 4000 is still refused.
+    ck_assert_int_eq(proc_stop(&r.daemon, SIGTERM, 30000), 0);
+    ck_assert(sim_command(&r.meter, ok, sizeof(ok), "set 0 input 0x48 float32 4000"));
+    collector_clear(r.mqtt);
+    daemon_start(&r.daemon, r.config, "daemon-restart.log");
+    free(collector_wait(r.mqtt, "energy2mqtt/meter/availability", "online", 10000));
+    itest_sleep_ms(1500);
+    char *s = collector_last(r.mqtt, "energy2mqtt/meter/state");
+    ck_assert(isnan(json_number_of(s, "import_energy")) ||
+              json_number_of(s, "import_energy") != 4000);
+    free(s);
+    rig_stop(&r);
+}
+END_TEST
+
+START_TEST(modbus_rtu_end_to_end)
+{
+    struct broker b = {0};
+    broker_start(&b, false);
+    static const char *const args[] = {"--profile", "sdm630", "--rtu", "--tick", "200", NULL};
+    struct sim s;
+    sim_start(&s, args);
+    ck_assert(s.rtu_path[0]);
+    const char *cfg = itest_write_file("rtu.yaml",
+                                       "mqtt: {url: 'mqtt://127.0.0.1:%d', scan_time: 300ms}\n"
+                                       "state_dir: %s\n"
+                                       "devices:\n"
+                                       "  - {id: rtu, model: eastron/sdm630, device: '%s', "
+                                       "baud: 9600, unit_id: 1, options: {poll_interval: 1s, "
+                                       "reply_timeout: 1s}}\n",
+                                       b.port, itest_dir(), s.rtu_path);
+    struct collector *c = collector_new(b.port, "energy2mqtt/#");
+    struct proc d;
+    daemon_start(&d, cfg, "daemon-rtu.log");
+    char ok[128];
+    ck_assert(sim_command(&s, ok, sizeof(ok), "set 0 input 0x46 float32 49.98"));
+    long long end = itest_now_ms() + 15000;
+    double hz = NAN;
+    while (itest_now_ms() < end && !(fabs(hz - 49.98) < 1e-6)) { // NaN until the first state
+        char *st = collector_last(c, "energy2mqtt/rtu/state");
+        hz = st ? json_number_of(st, "frequency") : NAN;
+        free(st);
+        itest_sleep_ms(100);
+    }
+    ck_assert_msg(fabs(hz - 49.98) < 1e-6, "frequency over RTU: %f", hz);
+    ck_assert_int_eq(proc_stop(&d, SIGTERM, 30000), 0);
+    collector_free(c);
+    proc_stop(&s.p, SIGTERM, 3000);
+    broker_stop(&b);
+    itest_cleanup();
+}
+END_TEST
+
+int main(int argc, char **argv)
+{
+    Suite *s = suite_create("integration");
+    TCase *tc = tcase_create("daemon");
+    tcase_set_timeout(tc, 180);
+    // `check_integration NAME...` runs only the named tests (used for the valgrind run).
+    struct {
+        const char *name;
+        const TTest *test;
+    } all[] = {
+        {"discovery_appears_and_validates", discovery_appears_and_validates},
+        {"states_carry_simulator_values", states_carry_simulator_values},
+        {"number_command_is_written_and_confirmed", number_command_is_written_and_confirmed},
+        {"bad_commands_are_refused_and_snap_back", bad_commands_are_refused_and_snap_back},
+        {"birth_message_triggers_republish", birth_message_triggers_republish},
+        {"killed_daemon_leaves_offline", killed_daemon_leaves_offline},
+        {"second_instance_does_not_interfere", second_instance_does_not_interfere},
+        {"stale_configs_are_cleared_at_start", stale_configs_are_cleared_at_start},
+        {"broker_restart_brings_everything_back", broker_restart_brings_everything_back},
+        {"device_faults_mark_offline_then_recover", device_faults_mark_offline_then_recover},
+        {"energy_counter_never_goes_back", energy_counter_never_goes_back},
+        {"modbus_rtu_end_to_end", modbus_rtu_end_to_end},
+    };
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+        bool wanted = argc < 2;
+        for (int a = 1; a < argc; a++)
+            wanted |= strcmp(argv[a], all[i].name) == 0;
+        if (wanted)
+            _tcase_add_test(tc, all[i].test, 0, 0, 0, 1);
+    }
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
