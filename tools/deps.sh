@@ -5,7 +5,7 @@
 #   tools/deps.sh ci         build + sanitizer and fuzzing extras (clang, valgrind)
 set -eu
 
-build_pkgs="cmake make gcc pkg-config libpaho-mqtt-dev libmodbus-dev libprotobuf-c-dev
+build_pkgs="cmake make gcc pkg-config openssl libpaho-mqtt-dev libmodbus-dev libprotobuf-c-dev
 protobuf-c-compiler libjansson-dev libyaml-dev libcurl4-openssl-dev libssl-dev check
 libsubunit-dev mosquitto mosquitto-clients"
 ci_pkgs="clang libclang-rt-14-dev valgrind"

@@ -102,13 +102,35 @@ static void cb_connect_ok(void *ctx, MQTTAsync_successData *d)
         post(ctx, e);
 }
 
+// What a refusal means for the user, by MQTT 3.1.1 CONNACK return code.
+static const char *connack_reason(int code)
+{
+    switch (code) {
+    case 1: return "the broker refused the protocol version";
+    case 2: return "the broker refused the client id";
+    case 3: return "the broker is unavailable";
+    case 4: return "bad user name or password";
+    case 5: return "not authorised (check username and password)";
+    default: return NULL;
+    }
+}
+
 static void cb_connect_fail(void *ctx, MQTTAsync_failureData *d)
 {
     struct ev *e = ev_new(EV_CONNECT_FAILED);
     if (!e)
         return;
-    snprintf(e->why, sizeof(e->why), "%s (code %d)", d && d->message ? d->message : "refused",
-             d ? d->code : 0);
+    const char *msg = d && d->message ? d->message : "refused";
+    const char *why = strncmp(msg, "CONNACK", 7) == 0 && d ? connack_reason(d->code) : NULL;
+    if (why)
+        snprintf(e->why, sizeof(e->why), "%s", why);
+    else if (strstr(msg, "TLS"))
+        snprintf(e->why, sizeof(e->why),
+                 "%s (check the broker's certificate, ca_file and the "
+                 "host name in the URL)",
+                 msg);
+    else
+        snprintf(e->why, sizeof(e->why), "%s (code %d)", msg, d ? d->code : 0);
     post(ctx, e);
 }
 

@@ -498,6 +498,91 @@ START_TEST(modbus_rtu_end_to_end)
 }
 END_TEST
 
+// TLS with certificate and host name verification, and password authentication, against a
+// real mosquitto. The password must never appear in the daemon's log, even at debug level.
+START_TEST(tls_and_password)
+{
+    // A CA, a server certificate for localhost signed by it, and an unrelated CA.
+    int rc = itest_sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+                      "-keyout ca.key -out ca.crt -days 2 -subj /CN=e2m-test-ca && "
+                      "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+                      "-keyout server.key -out server.csr -subj /CN=localhost && "
+                      "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > ext.cnf && "
+                      "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
+                      "-out server.crt -days 2 -extfile ext.cnf && "
+                      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+                      "-keyout other.key -out other.crt -days 2 -subj /CN=other-ca && "
+                      "mosquitto_passwd -c -b passwd e2m 'Sup3r-secret pw' && "
+                      // mosquitto started as root reads these as its own unprivileged user.
+                      "chmod 755 . && chmod 644 server.key passwd");
+    ck_assert_msg(rc == 0, "could not create certificates/password file (see sh.log)");
+    struct broker b = {0};
+    b.port = itest_free_port();
+    int tls_port = itest_free_port(), auth_port = itest_free_port();
+    const char *d = itest_dir();
+    broker_start_conf(&b,
+                      "per_listener_settings true\n"
+                      "listener %d 127.0.0.1\nallow_anonymous true\n"
+                      "listener %d 127.0.0.1\nallow_anonymous true\n"
+                      "cafile %s/ca.crt\ncertfile %s/server.crt\nkeyfile %s/server.key\n"
+                      "listener %d 127.0.0.1\nallow_anonymous false\npassword_file %s/passwd\n",
+                      b.port, tls_port, d, d, d, auth_port, d);
+    struct collector *c = collector_new(b.port, "#");
+
+    // Verified TLS: connects.
+    const char *ok_cfg = itest_write_file(
+        "tls.yaml",
+        "mqtt: {url: 'mqtts://localhost:%d', ca_file: '%s/ca.crt', base_topic: tls, "
+        "scan_time: 200ms}\nstate_dir: %s\n",
+        tls_port, d, d);
+    struct proc p;
+    daemon_start(&p, ok_cfg, "daemon-tls.log");
+    char *s = collector_wait(c, "tls/bridge/availability", "online", 10000);
+    ck_assert_msg(s, "no TLS connection with the right CA");
+    free(s);
+    ck_assert_int_eq(proc_stop(&p, SIGTERM, 30000), 0);
+
+    // The wrong CA: the certificate check fails, nothing is published.
+    const char *bad_cfg =
+        itest_write_file("tls-bad.yaml",
+                         "mqtt: {url: 'mqtts://localhost:%d', ca_file: '%s/other.crt', "
+                         "base_topic: tlsbad}\nstate_dir: %s\n",
+                         tls_port, d, d);
+    daemon_start(&p, bad_cfg, "daemon-tls-bad.log");
+    ck_assert_ptr_null(collector_wait(c, "tlsbad/bridge/availability", NULL, 2500));
+    ck_assert(proc_log_contains(&p, "cannot connect"));
+    ck_assert_int_eq(proc_stop(&p, SIGTERM, 30000), 0);
+
+    // Password authentication: the right password connects, a wrong one is refused.
+    const char *auth_cfg =
+        itest_write_file("auth.yaml",
+                         "mqtt: {url: 'mqtt://127.0.0.1:%d', username: e2m, "
+                         "password: 'Sup3r-secret pw', base_topic: auth, scan_time: 200ms}\n"
+                         "state_dir: %s\n",
+                         auth_port, d);
+    daemon_start(&p, auth_cfg, "daemon-auth.log");
+    s = collector_wait(c, "auth/bridge/availability", "online", 10000);
+    ck_assert_msg(s, "no connection with the right password");
+    free(s);
+    ck_assert_int_eq(proc_stop(&p, SIGTERM, 30000), 0);
+    ck_assert(!proc_log_contains(&p, "Sup3r-secret"));
+    const char *wrong_cfg =
+        itest_write_file("wrong.yaml",
+                         "mqtt: {url: 'mqtt://127.0.0.1:%d', username: e2m, "
+                         "password: 'Wr0ng-secret', base_topic: wrong}\nstate_dir: %s\n",
+                         auth_port, d);
+    daemon_start(&p, wrong_cfg, "daemon-wrong.log");
+    ck_assert_ptr_null(collector_wait(c, "wrong/bridge/availability", NULL, 2500));
+    ck_assert(proc_log_contains(&p, "cannot connect"));
+    ck_assert_int_eq(proc_stop(&p, SIGTERM, 30000), 0);
+    ck_assert(!proc_log_contains(&p, "Wr0ng-secret"));
+
+    collector_free(c);
+    broker_stop(&b);
+    itest_cleanup();
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
     Suite *s = suite_create("integration");
@@ -520,6 +605,7 @@ int main(int argc, char **argv)
         {"device_faults_mark_offline_then_recover", device_faults_mark_offline_then_recover},
         {"energy_counter_never_goes_back", energy_counter_never_goes_back},
         {"modbus_rtu_end_to_end", modbus_rtu_end_to_end},
+        {"tls_and_password", tls_and_password},
     };
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
         bool wanted = argc < 2;

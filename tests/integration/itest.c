@@ -272,6 +272,38 @@ void broker_start(struct broker *b, bool persistence)
     ck_assert_msg(port_open(b->port), "mosquitto did not start on port %d", b->port);
 }
 
+void broker_start_conf(struct broker *b, const char *fmt, ...)
+{
+    snprintf(b->conf, sizeof(b->conf), "%s/mosquitto-%d.conf", itest_dir(), b->port);
+    FILE *f = fopen(b->conf, "w");
+    ck_assert_ptr_nonnull(f);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    fclose(f);
+    char log[300];
+    snprintf(log, sizeof(log), "%s/mosquitto.log", itest_dir());
+    char *argv[] = {"mosquitto", "-c", b->conf, NULL};
+    proc_start(&b->p, argv, log, false);
+    for (int i = 0; i < 200 && !port_open(b->port); i++)
+        itest_sleep_ms(10);
+    ck_assert_msg(port_open(b->port), "mosquitto did not start on port %d", b->port);
+}
+
+int itest_sh(const char *fmt, ...)
+{
+    char cmd[2048];
+    int n = snprintf(cmd, sizeof(cmd), "cd '%s' && (", itest_dir());
+    va_list ap;
+    va_start(ap, fmt);
+    n += vsnprintf(cmd + n, sizeof(cmd) - (size_t)n, fmt, ap);
+    va_end(ap);
+    snprintf(cmd + n, sizeof(cmd) - (size_t)n, ") >>sh.log 2>&1");
+    int status = system(cmd);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
 void broker_stop(struct broker *b)
 {
     proc_stop(&b->p, SIGTERM, 3000);

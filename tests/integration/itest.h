@@ -44,6 +44,12 @@ struct broker {
     char conf[256];
 };
 void broker_start(struct broker *b, bool persistence);
+// Starts mosquitto with a configuration written by the caller (printf-style); b->port must be
+// a plain anonymous listener in it (the harness waits for that port).
+void broker_start_conf(struct broker *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+// Runs a shell command in the test directory; returns its exit status.
+int itest_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void broker_stop(struct broker *b);
 
 // The Modbus simulator: `args` are extra arguments (e.g. "--profile sunspec"); fills ports.
