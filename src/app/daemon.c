@@ -140,9 +140,13 @@ static json_t *current_discovery(struct daemon *dm)
     return all;
 }
 
-// Publishes discovery, availability and states. `force` re-sends configs already retained
-// and brings back the ones Home Assistant's user deleted.
-static void publish_everything(struct daemon *dm, bool force)
+// How much of the discovery to send: after connecting, only what the broker does not already
+// hold byte for byte; on Home Assistant's birth, everything but what its user deleted; on the
+// republish button, everything.
+enum resend { RESEND_CHANGED, RESEND_ALL, RESEND_UNDELETE };
+
+// Publishes discovery, availability and states.
+static void publish_everything(struct daemon *dm, enum resend how)
 {
     if (!link_connected(dm->link))
         return;
@@ -154,7 +158,7 @@ static void publish_everything(struct daemon *dm, bool force)
     const char *topic;
     json_t *v;
     size_t sent = 0, kept = 0, skipped = 0;
-    if (force)
+    if (how == RESEND_UNDELETE)
         json_object_clear(dm->deleted);
     json_object_foreach(now, topic, v)
     {
@@ -164,7 +168,7 @@ static void publish_everything(struct daemon *dm, bool force)
             continue;
         }
         const char *seen = json_string_value(json_object_get(dm->retained, topic));
-        if (!force && seen && strcmp(seen, text) == 0) {
+        if (how == RESEND_CHANGED && seen && strcmp(seen, text) == 0) {
             kept++;
             continue;
         }
@@ -206,14 +210,14 @@ static void scan_done(void *arg)
     if (cleared)
         log_info("mqtt", "cleared %zu discovery config%s no longer configured", cleared,
                  cleared == 1 ? "" : "s");
-    publish_everything(dm, false);
+    publish_everything(dm, RESEND_CHANGED);
 }
 
 static void birth_republish(void *arg)
 {
     struct daemon *dm = arg;
     log_info("mqtt", "Home Assistant came online: re-publishing");
-    publish_everything(dm, false);
+    publish_everything(dm, RESEND_ALL);
 }
 
 // ---- MQTT events ----------------------------------------------------------------------------
@@ -286,9 +290,9 @@ static void on_command(struct daemon *dm, const char *topic, const uint8_t *payl
         return;
     }
     if (strcmp(dev, "bridge") == 0) {
-        if (strcmp(ent, "republish") == 0 && len == 5 && memcmp(payload, "PRESS", 5) == 0) {
+        if (strcmp(ent, "republish") == 0 && command_is_press(payload, len)) {
             log_info("mqtt", "republish requested");
-            publish_everything(dm, true);
+            publish_everything(dm, RESEND_UNDELETE);
         } else {
             refuse(dm, NULL, dev, ent, "unknown bridge command");
         }
@@ -331,7 +335,7 @@ static void on_message(void *arg, const char *topic, const uint8_t *payload, siz
         if (len == 6 && memcmp(payload, "online", 6) == 0) {
             // HA may not be ready the moment it says so; wait, with jitter across instances.
             dm->rng = dm->rng * 6364136223846793005ULL + 1;
-            double j = 0.5 + (double)(dm->rng >> 33) / 8589934592.0;
+            double j = 0.5 + (double)(dm->rng >> 33) / 2147483648.0; // 0.5 .. 1.5
             int64_t wait = (int64_t)((double)dm->m->birth_delay_ms * j);
             loop_timer_set(dm->loop, &dm->birth_timer, loop_now(dm->loop) + wait, birth_republish,
                            dm);

@@ -73,7 +73,8 @@ struct device {
     struct state state;
     struct guard *guards;
     struct pending_write *writes;
-    bool *confirm; // written, to be compared with the read-back
+    struct command_value *sent; // what the last write of each entity carried
+    bool *confirm;              // written, to be compared with the read-back
 
     struct sched_job sjob;
     struct drv_job job;
@@ -260,8 +261,7 @@ static void sched_setup(struct device *d)
         d->intervals[g] = d->groups[g].interval_ms;
     d->scfg = (struct sched_config){
         .min_gap_ms = params_ms(o, "min_request_gap"),
-        // An exchange may include connecting and, for a bit write, a read before the write.
-        .reply_timeout_ms = params_ms(o, "connect_timeout") + 2 * params_ms(o, "reply_timeout"),
+        .reply_timeout_ms = config_exchange_ms(o),
         .backoff_min_ms = params_ms(o, "backoff_min"),
         .backoff_max_ms = params_ms(o, "backoff_max"),
         .offline_after = (uint32_t)params_int(o, "offline_after"),
@@ -421,7 +421,7 @@ static void check_confirmations(struct device *d, int group)
         d->confirm[i] = false;
         const struct entity *e = &d->model->entities[i];
         const struct value *v = &d->state.v[i];
-        const struct command_value *cv = &d->writes[i].cv;
+        const struct command_value *cv = &d->sent[i];
         bool same;
         if (e->component == COMP_NUMBER)
             same = v->kind == VALUE_NUMBER && fabs(v->num - cv->value) <= e->step / 2;
@@ -491,7 +491,10 @@ static void job_done(void *arg)
     d->busy = false;
 
     if (r == SCHED_RESULT_FAIL) {
-        d->stats.poll_errors++;
+        if (sj->kind == SCHED_JOB_POLL)
+            d->stats.poll_errors++;
+        else
+            d->stats.writes_failed++;
         log_limited(&d->fail_limit, clock_mono_ms(), LOG_LVL_WARN, d->cfg->id, "%s failed: %s",
                     sj->kind == SCHED_JOB_WRITE ? "write" : "poll", d->res->detail);
     } else if (r == SCHED_RESULT_OK) {
@@ -513,6 +516,7 @@ static void job_done(void *arg)
             }
             eval_exprs(d, wall);
             check_confirmations(d, (int)sj->group);
+            mark_dirty(d); // one state message per poll, changed or not: last_seen moves on
         } else if (refused) {
             log_limited(&d->fail_limit, clock_mono_ms(), LOG_LVL_WARN, d->cfg->id,
                         "read refused: %s", d->res->detail);
@@ -585,6 +589,7 @@ static void start_job(struct device *d, const struct sched_job *sj)
             d->job = (struct drv_job){.type = DRV_JOB_POLL, .group = g->field_group, .bit = -1};
     } else {
         d->writes[sj->target].queued = false;
+        d->sent[sj->target] = d->writes[sj->target].cv;
         if (build_write(d, sj->target) < 0) {
             // Validated when queued, so this is a bug; never send half-built bytes.
             log_error(d->cfg->id, "%s: cannot encode the write", d->model->entities[sj->target].id);
@@ -674,12 +679,16 @@ struct device *device_new(struct loop *loop, const struct device_config *cfg,
     d->guards = xcalloc(n + 1, sizeof(*d->guards));
     d->writes = xcalloc(n + 1, sizeof(*d->writes));
     d->confirm = xcalloc(n + 1, sizeof(bool));
+    d->sent = xcalloc(n + 1, sizeof(*d->sent));
     d->res = xcalloc(1, sizeof(*d->res));
     d->last_state = SCHED_STATE_STARTING;
     state_init(&d->state, n);
 
+    // What gets read: every enabled entity and what its expression needs. A button's
+    // register is only a write target.
     for (size_t i = 0; i < n; i++)
-        if (!cfg->disabled[i] && !m->entities[i].internal)
+        if (!cfg->disabled[i] && !m->entities[i].internal &&
+            m->entities[i].component != COMP_BUTTON)
             mark_active(d, i);
     bool *done = xcalloc(n + 1, sizeof(bool));
     for (size_t i = 0; i < n; i++)
@@ -749,6 +758,7 @@ void device_free(struct device *d)
     free(d->guards);
     free(d->writes);
     free(d->confirm);
+    free(d->sent);
     free(d->res);
     state_free(&d->state);
     free(d);

@@ -49,7 +49,8 @@ int device_command(struct device *d, const struct entity *e, const struct comman
 char *device_state_json(struct device *d);
 
 struct device_stats {
-    uint64_t polls, poll_errors, writes, writes_refused, writes_dropped, guard_rejects;
+    uint64_t polls, poll_errors, writes, writes_failed, writes_refused, writes_dropped;
+    uint64_t guard_rejects;
     int64_t last_ok_wall_ms;
     size_t blocks; // read requests per full poll cycle
 };

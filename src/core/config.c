@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/diag.h"
 #include "core/log.h"
@@ -249,7 +250,7 @@ static void resolve_timing(struct cfg_loader *L, struct device_config *dev, cons
     }
     struct sched_config sc = {
         .min_gap_ms = params_ms(o, "min_request_gap"),
-        .reply_timeout_ms = params_ms(o, "reply_timeout") + params_ms(o, "connect_timeout"),
+        .reply_timeout_ms = config_exchange_ms(o),
         .backoff_min_ms = params_ms(o, "backoff_min"),
         .backoff_max_ms = params_ms(o, "backoff_max"),
         .offline_after = (uint32_t)params_int(o, "offline_after"),
@@ -260,6 +261,49 @@ static void resolve_timing(struct cfg_loader *L, struct device_config *dev, cons
     const char *why = sched_config_check(&sc);
     if (why)
         diag_at(r->d, r->file, n, rd_key(r, path, "options"), "%s", why);
+}
+
+int64_t config_exchange_ms(const struct params *core_options)
+{
+    return params_ms(core_options, "connect_timeout") +
+           2 * params_ms(core_options, "reply_timeout");
+}
+
+// Read limits against the protocol's and against the entities that must fit in one read.
+static void check_read_limits(struct cfg_loader *L, struct device_config *dev, const struct node *n,
+                              const char *path)
+{
+    struct reader *r = &L->r;
+    const struct driver_ops *drv = dev->model->driver;
+    const struct params *o = &dev->core_options;
+    const struct param_value *pv = params_value(o, "max_registers");
+    for (size_t t = 0; t < drv->n_tables; t++) {
+        const struct drv_table *tab = &drv->tables[t];
+        if (tab->bits)
+            continue;
+        long long max = tab->limits.max_count;
+        if (params_is_set(o, "max_registers")) {
+            max = params_int(o, "max_registers");
+            if (tab->max_count_limit && max > tab->max_count_limit) {
+                diag_pos(r->d, pv ? pv->file : r->file, pv ? pv->line : n->line,
+                         pv ? pv->col : n->col, rd_key(r, path, "options.max_registers"),
+                         "the %s driver reads at most %u %s registers at a time, got %lld",
+                         drv->name, tab->max_count_limit, tab->name, max);
+                return;
+            }
+        }
+        for (size_t i = 0; i < dev->model->n_entities; i++) {
+            const struct entity *e = &dev->model->entities[i];
+            if (dev->disabled[i] || e->source != SRC_REGISTER || e->reg.table != t ||
+                e->reg.fmt.words <= max)
+                continue;
+            diag_pos(r->d, pv ? pv->file : r->file, pv ? pv->line : n->line, pv ? pv->col : n->col,
+                     rd_key(r, path, pv ? "options.max_registers" : "model"),
+                     "entity '%s' spans %u registers but one read may take only %lld (raise "
+                     "max_registers or disable the entity)",
+                     e->id, e->reg.fmt.words, max);
+        }
+    }
 }
 
 static void read_device(struct cfg_loader *L, struct device_config *dev, const struct node *n,
@@ -339,11 +383,37 @@ static void read_device(struct cfg_loader *L, struct device_config *dev, const s
         }
     }
 
+    check_read_limits(L, dev, n, path);
     if (drv->check) {
         struct drv_device dd = {dev->id, &dev->settings, &dev->core_options, &dev->driver_options};
         char err[200];
         if (drv->check(&dd, err, sizeof(err)) < 0)
             diag_at(r->d, r->file, n, path, "%s", err);
+    }
+}
+
+// Two devices of one driver that cannot coexist (the same device twice, a shared bus with
+// different settings), reported at the later one.
+static void check_conflicts(struct cfg_loader *L, const struct node *devs)
+{
+    struct config *c = L->c;
+    for (size_t i = 0; i < c->n_devices; i++) {
+        const struct device_config *b = &c->devices[i];
+        if (!b->model || !b->model->driver->conflict)
+            continue;
+        for (size_t k = 0; k < i; k++) {
+            const struct device_config *a = &c->devices[k];
+            if (!a->model || a->model->driver != b->model->driver)
+                continue;
+            struct drv_device da = {a->id, &a->settings, &a->core_options, &a->driver_options};
+            struct drv_device db = {b->id, &b->settings, &b->core_options, &b->driver_options};
+            char err[200];
+            if (b->model->driver->conflict(&da, &db, err, sizeof(err)) < 0) {
+                diag_at(L->r.d, L->r.file, devs->items[i], rd_index(&L->r, "devices", i),
+                        "%s (device '%s', line %u)", err, a->id, a->line);
+                break;
+            }
+        }
     }
 }
 
@@ -407,6 +477,16 @@ int config_load(const char *path, struct config **out, struct diag *d)
     const char *env_dir = getenv("E2M_ENTITIES_DIR");
     if (env_dir && *env_dir)
         add_entity_dir(c, a, env_dir);
+    // Installed: <prefix>/bin/energy2mqtt finds <prefix>/share/energy2mqtt/entities.
+    char exe[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (len > 0) {
+        exe[len] = '\0';
+        char share[PATH_MAX + 64];
+        snprintf(share, sizeof(share), "%s/../share/energy2mqtt/entities", dirname(exe));
+        if (access(share, R_OK) == 0)
+            add_entity_dir(c, a, share);
+    }
     add_entity_dir(c, a, E2M_ENTITIES_DIR);
 
     const struct node *devs = node_get(root, "devices");
@@ -426,6 +506,7 @@ int config_load(const char *path, struct config **out, struct diag *d)
                 }
             }
         }
+        check_conflicts(&L, devs);
     }
 out:
     free(L.models);

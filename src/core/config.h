@@ -66,6 +66,10 @@ struct config {
     size_t n_devices;
 };
 
+// The longest one exchange with a device may take: connecting plus, for a read-modify-write,
+// two requests. The scheduler keeps this much clear of quiet windows.
+int64_t config_exchange_ms(const struct params *core_options);
+
 // Loads `path`. Returns 0 and *out, or -EINVAL with the problems in `d` (and *out NULL).
 int config_load(const char *path, struct config **out, struct diag *d);
 void config_free(struct config *c);

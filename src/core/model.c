@@ -124,11 +124,12 @@ static int auto_decimals(const struct entity *e, int sf)
 {
     if (e->source != SRC_REGISTER || !regmap_type_is_integer(e->reg.fmt.type))
         return 3;
-    // The fewest decimals that show every multiple of the step exactly (0.25 -> 2).
+    // The fewest decimals that show every multiple of the step, shifted by the offset,
+    // exactly (scale 0.25 -> 2; offset -40.5 -> 1).
     double step = fabs(e->scale) * pow(10, sf);
     for (int d = 0; d < 9; d++) {
-        double x = step * pow(10, d);
-        if (fabs(x - round(x)) < 1e-9 * fmax(1, x))
+        double x = step * pow(10, d), y = fabs(e->offset) * pow(10, d);
+        if (fabs(x - round(x)) < 1e-9 * fmax(1, x) && fabs(y - round(y)) < 1e-9 * fmax(1, y))
             return d;
     }
     return 9;

@@ -211,7 +211,7 @@ static int read_reg(struct loader *L, const struct node *n, const char *path, st
     long long bit = -1;
     const struct node *bnode = node_get(n, "bit");
     if (bnode) {
-        int width = 16 * out->fmt.words;
+        int width = (type == REG_U8 || type == REG_S8) ? 8 : 16 * out->fmt.words;
         if (!regmap_type_is_integer(type) || type == REG_BOOL) {
             diag_at(r->d, r->file, bnode, rd_key(r, path, "bit"),
                     "bit needs an integer register type");
@@ -334,6 +334,7 @@ static void check_ha(struct loader *L, const struct entity *e, const struct node
     struct reader *r = &L->r;
     const char *comp = component_name(e->component);
     const char *expected = NULL;
+    size_t before = diag_count(r->d);
     if (e->device_class && !ha_device_class_ok(comp, e->device_class))
         diag_at(r->d, r->file, node_get(n, "device_class"), rd_key(r, path, "device_class"),
                 "'%s' is not a device class of %s in Home Assistant %s", e->device_class, comp,
@@ -353,6 +354,25 @@ static void check_ha(struct loader *L, const struct entity *e, const struct node
                 rd_key(r, path, "state_class"), "device class %s takes %s, got %s",
                 e->device_class ? e->device_class : "(none)", expected ? expected : "another",
                 e->state_class ? e->state_class : "none");
+    // A class the Energy dashboard uses must be usable there: try the state classes that
+    // could qualify it; if one would and this one does not, say which.
+    if (diag_count(r->d) == before && e->component == COMP_SENSOR && e->device_class && e->unit &&
+        !ha_energy_inputs(e->device_class, e->unit, e->state_class)) {
+        static const char *const classes[] = {"total_increasing", "measurement", "total", NULL};
+        for (const char *const *sc = classes; *sc; sc++) {
+            const char *input = ha_energy_inputs(e->device_class, e->unit, *sc);
+            if (input && (!e->state_class || strcmp(e->state_class, "total") != 0)) {
+                diag_at(r->d, r->file, node_get(n, e->state_class ? "state_class" : "device_class"),
+                        rd_key(r, path, "state_class"),
+                        "the Energy dashboard offers a %s sensor (%s) only with state_class "
+                        "%s%s, got %s",
+                        e->device_class, input, *sc,
+                        strcmp(*sc, "total_increasing") == 0 ? " or total" : "",
+                        e->state_class ? e->state_class : "none");
+                break;
+            }
+        }
+    }
     if (e->category && !ha_entity_category_ok(comp, e->category)) {
         bool known = strcmp(e->category, "config") == 0 || strcmp(e->category, "diagnostic") == 0;
         diag_at(r->d, r->file, node_get(n, "category"), rd_key(r, path, "category"),
@@ -376,10 +396,22 @@ static void read_entity(struct loader *L, struct entity *e, const struct node *n
     e->reg.fmt.bit = -1;
     rd_check_keys(r, n, path, entity_keys);
 
-    if (rd_require(r, n, path, "id") && rd_str(r, n, path, "id", &e->id) > 0 && !id_ok(e->id)) {
-        diag_at(r->d, r->file, node_get(n, "id"), rd_key(r, path, "id"),
-                "expected 1-64 characters of a-z, 0-9 and _, got '%s'", e->id);
-        e->id = NULL;
+    static const char *const reserved[] = {"link_status", "last_seen", "poll_errors", NULL};
+    if (rd_require(r, n, path, "id") && rd_str(r, n, path, "id", &e->id) > 0) {
+        if (!id_ok(e->id)) {
+            diag_at(r->d, r->file, node_get(n, "id"), rd_key(r, path, "id"),
+                    "expected 1-64 characters of a-z, 0-9 and _, got '%s'", e->id);
+            e->id = NULL;
+        } else {
+            for (const char *const *k = reserved; *k; k++) {
+                if (strcmp(*k, e->id) == 0) {
+                    diag_at(r->d, r->file, node_get(n, "id"), rd_key(r, path, "id"),
+                            "'%s' is reserved for a diagnostic every device has", e->id);
+                    e->id = NULL;
+                    break;
+                }
+            }
+        }
     }
     rd_str(r, n, path, "name", &e->name);
     int comp = COMP_SENSOR;
@@ -447,16 +479,25 @@ static void read_entity(struct loader *L, struct entity *e, const struct node *n
         read_map(L, e, node_get(n, "map"), rd_key(r, path, "map"));
     if (e->map && e->component == COMP_SENSOR && !e->device_class)
         e->device_class = "enum";
+    if (e->map && e->component == COMP_SENSOR && strcmp(e->device_class, "enum") != 0)
+        diag_at(r->d, r->file, node_get(n, "device_class"), rd_key(r, path, "device_class"),
+                "a sensor with a map is an enum sensor: leave device_class out or set enum, got "
+                "'%s'",
+                e->device_class);
 
     static const char *const counters[] = {"none", "lifetime", "daily", NULL};
     int counter = -1;
     rd_choice(r, n, path, "counter", counters, &counter);
+    // A total_increasing sensor is a counter that only grows; a plain `total` may go both ways
+    // (a net meter), so it is guarded only when the file says so.
     if (counter >= 0)
         e->counter = (enum counter_kind)counter;
-    else if (e->state_class && (strcmp(e->state_class, "total_increasing") == 0 ||
-                                strcmp(e->state_class, "total") == 0))
+    else if (e->state_class && strcmp(e->state_class, "total_increasing") == 0)
         e->counter = COUNTER_LIFETIME;
-    rd_num(r, n, path, "max_rate", 0, 1e15, &e->max_rate);
+    if (rd_num(r, n, path, "max_rate", 0, 1e15, &e->max_rate) > 0 && e->counter == COUNTER_NONE)
+        diag_at(r->d, r->file, node_get(n, "max_rate"), rd_key(r, path, "max_rate"),
+                "max_rate only applies to counters (state_class total_increasing, or counter: "
+                "lifetime/daily)");
 
     // Writable components.
     e->writable = e->component == COMP_NUMBER || e->component == COMP_SELECT ||
@@ -518,6 +559,10 @@ static void read_entity(struct loader *L, struct entity *e, const struct node *n
                     "table '%s' cannot be written", L->drv->tables[t->table].name);
         if (t->fmt.type == REG_STRING)
             diag_at(r->d, r->file, n, path, "string registers cannot be written");
+        if (t->fmt.type == REG_U8 || t->fmt.type == REG_S8)
+            diag_at(r->d, r->file, n, path,
+                    "u8/s8 registers cannot be written (the other byte of the register would be "
+                    "lost)");
         if (t->fmt.bit >= 0 && t->fmt.words != 1)
             diag_at(r->d, r->file, n, path, "only a bit of a 16-bit register can be written");
     }

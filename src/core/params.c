@@ -111,8 +111,11 @@ int params_read_value(struct params *p, struct reader *r, const struct param_def
     if (rc < 0)
         return -1;
     if (rc == 0) {
-        // An explicit null clears the value back to unset.
+        // An explicit null restores the built-in default (or unset when there is none), so
+        // a device can undo a model file's setting.
         p->v[idx] = (struct param_value){0};
+        if (def->def && parse_text(def, def->def, &p->v[idx]))
+            p->v[idx].set = true;
         return 0;
     }
     v.set = true;

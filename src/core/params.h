@@ -58,7 +58,8 @@ const struct param_def *params_find(const struct param_def *defs, size_t n, cons
 void params_init(struct params *p, struct arena *a, const struct param_def *defs, size_t n);
 // Copies values (for layering one set on top of another).
 void params_copy(struct params *dst, struct arena *a, const struct params *src);
-// Reads one value node for `def` into `p`; reports problems through `r`. Returns 0 or -1.
+// Reads one value node for `def` into `p`; reports problems through `r`. An explicit null
+// restores the table's default. Returns 0 or -1.
 int params_read_value(struct params *p, struct reader *r, const struct param_def *def,
                       const struct node *value, const char *path);
 

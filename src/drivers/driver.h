@@ -29,6 +29,7 @@ struct drv_table {
     bool writable;
     uint32_t max_address;     // highest valid address
     struct reg_limits limits; // default read limits; devices may tune max_count/max_gap
+    uint16_t max_count_limit; // the most max_registers may be set to (the protocol's limit)
 };
 
 // Timing limits and defaults. Options may raise these; lowering `min_gap_ms` below the
@@ -135,6 +136,10 @@ struct driver_ops {
     // Checks a device's settings beyond their types (e.g. "host or device, not both").
     // Writes the reason to `err` and returns -EINVAL when they cannot work.
     int (*check)(const struct drv_device *dev, char *err, size_t err_size);
+    // Checks two devices of this driver against each other: the same device configured twice,
+    // or two devices sharing a serial bus with different line settings. -EINVAL with `err`.
+    int (*conflict)(const struct drv_device *a, const struct drv_device *b, char *err,
+                    size_t err_size);
     // Creates per-device state. No I/O here: connecting happens in the first job.
     int (*open)(const struct drv_device *dev, void **state);
     void (*close)(void *state);

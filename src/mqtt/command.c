@@ -142,6 +142,12 @@ static enum command_error validate_number(const struct entity *e, const char *s,
     return CMD_OK;
 }
 
+bool command_is_press(const uint8_t *payload, size_t len)
+{
+    char buf[COMMAND_MAX_PAYLOAD + 1];
+    return len <= COMMAND_MAX_PAYLOAD && strcmp(trimmed(payload, len, buf), "PRESS") == 0;
+}
+
 enum command_error command_validate(const struct entity *e, const uint8_t *payload, size_t len,
                                     struct command_value *out, char *why, size_t why_size)
 {

@@ -45,6 +45,9 @@ struct command_value {
     const char *label; // select: the chosen option (points into the entity's map)
 };
 
+// Whether a button payload is PRESS (surrounding whitespace ignored).
+bool command_is_press(const uint8_t *payload, size_t len);
+
 // Validates `payload` for entity `e`. On error writes a reason for the log into `why`.
 enum command_error command_validate(const struct entity *e, const uint8_t *payload, size_t len,
                                     struct command_value *out, char *why, size_t why_size);

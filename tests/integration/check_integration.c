@@ -264,8 +264,8 @@ START_TEST(birth_message_triggers_republish)
     free(collector_wait(r.mqtt, "homeassistant/device/energy2mqtt_inv/config", NULL, 3000));
     itest_sleep_ms(300);
     collector_clear(r.mqtt);
+    long long t0 = itest_now_ms(); // before: publishing waits for the broker's PUBACK
     collector_publish(r.mqtt, "homeassistant/status", "online", false);
-    long long t0 = itest_now_ms();
     char *s = collector_wait(r.mqtt, "homeassistant/device/energy2mqtt_inv/config", NULL, 3000);
     ck_assert_msg(s, "discovery not re-published after the birth message");
     free(s);

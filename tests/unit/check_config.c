@@ -34,7 +34,7 @@ static const struct param_def slow_settings[] = {
 };
 
 static const struct drv_table slow_tables[] = {
-    {"holding", false, true, 999, {100, 0, 0}},
+    {"holding", false, true, 999, {100, 0, 0}, 100},
 };
 
 static int slow_open(const struct drv_device *dev, void **state)
@@ -572,19 +572,20 @@ START_TEST(test_option_layering)
 {
     load_ok("entities_dir: ${E2M_TEST_ENTITIES}\n"
             "devices:\n"
-            "  - {id: a, model: test/meter, host: x}\n"
+            "  - {id: a, model: test/meter, host: x, unit_id: 1}\n"
             "  - id: b\n"
             "    model: test/meter\n"
             "    host: x\n"
+            "    unit_id: 2\n"
             "    options:\n"
             "      poll_interval: 30s\n"
             "      reply_timeout: 2s\n"
             "      write_retries: 5\n"
             "      write_function: multiple\n"
-            "  - {id: c, model: test/plain, host: x}\n"
-            "  - {id: d, model: test/plain, host: x, options: {poll_interval: 1m, "
+            "  - {id: c, model: test/plain, host: x, unit_id: 3}\n"
+            "  - {id: d, model: test/plain, host: x, unit_id: 4, options: {poll_interval: 1m, "
             "stale_after: 10s}}\n"
-            "  - {id: e, model: test/meter, host: x, options: {poll_interval: ~}}\n");
+            "  - {id: e, model: test/meter, host: x, unit_id: 5, options: {poll_interval: ~}}\n");
     const struct params *a = &device("a")->core_options, *b = &device("b")->core_options,
                         *c = &device("c")->core_options, *d = &device("d")->core_options,
                         *e = &device("e")->core_options;
@@ -601,7 +602,7 @@ START_TEST(test_option_layering)
     ck_assert_uint_eq(pv->line, 9);
     pv = params_value(b, "poll_interval");
     ck_assert_str_eq(pv->file, path);
-    ck_assert_uint_eq(pv->line, 8);
+    ck_assert_uint_eq(pv->line, 9);
     // Timing the model leaves alone comes from the driver.
     ck_assert_int_eq(params_ms(a, "reply_timeout"), 1000);
     ck_assert_int_eq(params_ms(b, "reply_timeout"), 2000);

@@ -35,6 +35,7 @@ struct server {
     atomic_bool stall;        // read requests but never answer
     atomic_int last_function; // function code of the last request
     atomic_int requests;
+    atomic_int accepts;
 };
 
 static struct server srv;
@@ -50,6 +51,7 @@ static void *serve(void *arg)
         int fd = accept(srv.listen_fd, NULL, NULL);
         if (fd < 0)
             continue;
+        atomic_fetch_add(&srv.accepts, 1);
         modbus_set_socket(srv.ctx, fd);
         while (!atomic_load(&srv.quit)) {
             struct pollfd c = {fd, POLLIN, 0};
@@ -124,7 +126,14 @@ static void set_value(struct params *p, const char *name, const char *s, long lo
     v->ms = i;
 }
 
+static void inst_open_unit(struct inst *x, int port, bool force_multiple, int unit);
+
 static void inst_open(struct inst *x, int port, bool force_multiple)
+{
+    inst_open_unit(x, port, force_multiple, 1);
+}
+
+static void inst_open_unit(struct inst *x, int port, bool force_multiple, int unit)
 {
     memset(x, 0, sizeof(*x));
     x->a = arena_new();
@@ -133,6 +142,7 @@ static void inst_open(struct inst *x, int port, bool force_multiple)
     params_init(&x->options, x->a, modbus_driver.options, modbus_driver.n_options);
     set_value(&x->settings, "host", "127.0.0.1", 0);
     set_value(&x->settings, "port", NULL, port);
+    set_value(&x->settings, "unit_id", NULL, unit);
     set_value(&x->core, "connect_timeout", NULL, 500);
     set_value(&x->core, "reply_timeout", NULL, 300);
     if (force_multiple)
@@ -326,6 +336,71 @@ START_TEST(test_settings_checks)
 }
 END_TEST
 
+// Two units behind one gateway share one connection, and jobs from two worker threads take
+// turns on it instead of interleaving on the wire.
+struct hammer {
+    struct inst *x;
+    int failures;
+};
+
+static void *hammer_run(void *p)
+{
+    struct hammer *h = p;
+    struct drv_result *res = xcalloc(1, sizeof(*res));
+    for (int i = 0; i < 200; i++) {
+        struct drv_job j = read_job(T_HOLDING, (uint32_t)(i % 50), 10);
+        modbus_driver.run(h->x->state, &j, res);
+        if (res->status != DRV_OK || res->regs[0] != 1000 + i % 50)
+            h->failures++;
+    }
+    free(res);
+    return NULL;
+}
+
+START_TEST(test_shared_bus)
+{
+    struct inst a, b;
+    inst_open_unit(&a, srv.port, false, 1);
+    inst_open_unit(&b, srv.port, false, 2);
+    struct hammer ha = {&a, 0}, hb = {&b, 0};
+    pthread_t ta, tb;
+    pthread_create(&ta, NULL, hammer_run, &ha);
+    pthread_create(&tb, NULL, hammer_run, &hb);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    ck_assert_int_eq(ha.failures, 0);
+    ck_assert_int_eq(hb.failures, 0);
+    ck_assert_int_eq(atomic_load(&srv.accepts), 1); // one connection for both devices
+    inst_close(&a);
+    inst_close(&b);
+}
+END_TEST
+
+START_TEST(test_conflicts)
+{
+    struct arena *a = arena_new();
+    struct params s1, s2, c, o;
+    params_init(&s1, a, modbus_driver.settings, modbus_driver.n_settings);
+    params_init(&s2, a, modbus_driver.settings, modbus_driver.n_settings);
+    params_init(&c, a, core_option_defs, n_core_option_defs);
+    params_init(&o, a, modbus_driver.options, modbus_driver.n_options);
+    struct drv_device d1 = {"one", &s1, &c, &o}, d2 = {"two", &s2, &c, &o};
+    char err[200];
+    set_value(&s1, "device", "/dev/ttyUSB0", 0);
+    set_value(&s2, "device", "/dev/ttyUSB0", 0);
+    ck_assert_int_eq(modbus_driver.conflict(&d1, &d2, err, sizeof(err)), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "configured twice"));
+    set_value(&s2, "unit_id", NULL, 2); // two slaves on one bus: fine
+    ck_assert_int_eq(modbus_driver.conflict(&d1, &d2, err, sizeof(err)), 0);
+    set_value(&s2, "baud", NULL, 19200); // but not at different speeds
+    ck_assert_int_eq(modbus_driver.conflict(&d1, &d2, err, sizeof(err)), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "same baud"));
+    set_value(&s2, "device", "/dev/ttyUSB1", 0); // another port: anything goes
+    ck_assert_int_eq(modbus_driver.conflict(&d1, &d2, err, sizeof(err)), 0);
+    arena_free(a);
+}
+END_TEST
+
 static const struct {
     const char *hex, *json;
 } decodes[] = {
@@ -377,9 +452,11 @@ int main(void)
     tcase_add_test(tc, test_exception_keeps_connection);
     tcase_add_test(tc, test_refused_connection);
     tcase_add_test(tc, test_timeout_then_reconnect);
+    tcase_add_test(tc, test_shared_bus);
     suite_add_tcase(s, tc);
     TCase *pure = tcase_create("pure");
     tcase_add_test(pure, test_settings_checks);
+    tcase_add_test(pure, test_conflicts);
     tcase_add_loop_test(pure, test_decode, 0, sizeof(decodes) / sizeof(decodes[0]));
     tcase_add_test(pure, test_decode_errors);
     suite_add_tcase(s, pure);

@@ -718,7 +718,7 @@ START_TEST(test_params_invalid_keeps_value)
 }
 END_TEST
 
-START_TEST(test_params_copy_and_null_clears)
+START_TEST(test_params_copy_and_null_restores_default)
 {
     struct node *root = parse_ok("model:\n"
                                  "  port: 600\n"
@@ -740,10 +740,12 @@ START_TEST(test_params_copy_and_null_clears)
     ck_assert_int_eq(params_int(&dev, "port"), 700);
     ck_assert_uint_eq(params_value(&dev, "port")->line, 5);
     ck_assert_uint_eq(params_value(&base, "port")->line, 2);
-    // An explicit null clears, even a default.
+    // An explicit null restores the table's default (or unset when there is none), undoing
+    // what the layer below said.
     ck_assert(!params_is_set(&dev, "host"));
     ck_assert_ptr_null(params_str(&dev, "host"));
-    ck_assert(!params_is_set(&dev, "colour"));
+    ck_assert(params_is_set(&dev, "colour"));
+    ck_assert_int_eq(params_choice(&dev, "colour"), 1); // the default, green
     ck_assert_ptr_null(params_value(&dev, "colour"));
     // Untouched values are inherited.
     ck_assert_int_eq(params_ms(&dev, "timeout"), 5000);
@@ -791,7 +793,7 @@ static Suite *node_suite(void)
     tcase_add_test(pc, test_params_defaults);
     tcase_add_test(pc, test_params_read_and_positions);
     tcase_add_test(pc, test_params_invalid_keeps_value);
-    tcase_add_test(pc, test_params_copy_and_null_clears);
+    tcase_add_test(pc, test_params_copy_and_null_restores_default);
     suite_add_tcase(s, pc);
     return s;
 }

@@ -9,7 +9,14 @@
 // read, FC5 write) and discrete inputs (FC2). Addresses are the 0-based protocol addresses.
 // After a timeout or a malformed reply the connection is closed and reopened on the next
 // job, so a late answer can never be taken for the next request's.
+//
+// Devices that share a line share one connection, a "bus": the slaves of one RS485 port (the
+// port can only be opened once), or the units behind one Modbus TCP gateway (many gateways
+// take a single connection, and none like interleaved requests). Each job holds the bus lock
+// from start to end, so devices on a bus take turns; the wait counts as part of their
+// exchange.
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,11 +28,12 @@
 
 enum { T_HOLDING, T_INPUT, T_COIL, T_DISCRETE };
 
+// FC3/FC4 return at most 125 registers, FC1/FC2 at most 2000 bits.
 static const struct drv_table tables[] = {
-    [T_HOLDING] = {"holding", false, true, 65535, {125, 8, 0}},
-    [T_INPUT] = {"input", false, false, 65535, {125, 8, 0}},
-    [T_COIL] = {"coil", true, true, 65535, {2000, 32, 0}},
-    [T_DISCRETE] = {"discrete", true, false, 65535, {2000, 32, 0}},
+    [T_HOLDING] = {"holding", false, true, 65535, {125, 8, 0}, 125},
+    [T_INPUT] = {"input", false, false, 65535, {125, 8, 0}, 125},
+    [T_COIL] = {"coil", true, true, 65535, {2000, 32, 0}, 2000},
+    [T_DISCRETE] = {"discrete", true, false, 65535, {2000, 32, 0}, 2000},
 };
 
 static const char *const parities[] = {"none", "even", "odd", NULL};
@@ -55,18 +63,92 @@ static const struct param_def options[] = {
      .help = "holding writes of one register: auto/single use FC6, multiple forces FC16"},
 };
 
+struct bus {
+    char key[300]; // "rtu:/dev/ttyUSB0" or "tcp:host:port"
+    bool rtu;
+    char host[256], port[8], device[256];
+    int baud, data_bits, stop_bits;
+    char parity;
+    modbus_t *ctx; // NULL while disconnected
+    pthread_mutex_t lock;
+    int users;
+    struct bus *next;
+};
+
+static pthread_mutex_t buses_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct bus *buses;
+
 struct modbus_dev {
     char id[65];
-    modbus_t *ctx;
-    bool rtu;
-    char host[256];
-    char port[8];
-    char device[256];
-    int baud, data_bits, stop_bits, unit;
-    char parity;
+    struct bus *bus;
+    int unit;
     bool force_multiple;
     uint32_t connect_timeout_ms, reply_timeout_ms;
 };
+
+static void bus_key(const struct params *s, char *key, size_t n)
+{
+    const char *host = params_str(s, "host");
+    if (host)
+        snprintf(key, n, "tcp:%s:%lld", host, params_int(s, "port"));
+    else
+        snprintf(key, n, "rtu:%s", params_str(s, "device"));
+}
+
+static struct bus *bus_get(const struct params *s)
+{
+    char key[300];
+    bus_key(s, key, sizeof(key));
+    pthread_mutex_lock(&buses_lock);
+    struct bus *b;
+    for (b = buses; b && strcmp(b->key, key) != 0; b = b->next)
+        ;
+    if (!b && (b = calloc(1, sizeof(*b)))) {
+        snprintf(b->key, sizeof(b->key), "%s", key);
+        const char *host = params_str(s, "host");
+        b->rtu = host == NULL;
+        if (host)
+            snprintf(b->host, sizeof(b->host), "%s", host);
+        else
+            snprintf(b->device, sizeof(b->device), "%s", params_str(s, "device"));
+        snprintf(b->port, sizeof(b->port), "%lld", params_int(s, "port"));
+        b->baud = (int)params_int(s, "baud");
+        b->parity = "NEO"[params_choice(s, "parity")];
+        b->data_bits = (int)params_int(s, "data_bits");
+        b->stop_bits = (int)params_int(s, "stop_bits");
+        pthread_mutex_init(&b->lock, NULL);
+        b->next = buses;
+        buses = b;
+    }
+    if (b)
+        b->users++;
+    pthread_mutex_unlock(&buses_lock);
+    return b;
+}
+
+static void bus_disconnect(struct bus *b)
+{
+    if (!b->ctx)
+        return;
+    modbus_close(b->ctx);
+    modbus_free(b->ctx);
+    b->ctx = NULL;
+}
+
+static void bus_put(struct bus *b)
+{
+    pthread_mutex_lock(&buses_lock);
+    if (--b->users == 0) {
+        struct bus **pp = &buses;
+        while (*pp != b)
+            pp = &(*pp)->next;
+        *pp = b->next;
+        bus_disconnect(b);
+        pthread_mutex_destroy(&b->lock);
+        free(b);
+    }
+    pthread_mutex_unlock(&buses_lock);
+}
 
 static int modbus_check(const struct drv_device *dev, char *err, size_t n)
 {
@@ -84,23 +166,40 @@ static int modbus_check(const struct drv_device *dev, char *err, size_t n)
     return 0;
 }
 
+static int modbus_conflict(const struct drv_device *a, const struct drv_device *b, char *err,
+                           size_t n)
+{
+    char ka[300], kb[300];
+    bus_key(a->settings, ka, sizeof(ka));
+    bus_key(b->settings, kb, sizeof(kb));
+    if (strcmp(ka, kb) != 0)
+        return 0;
+    if (params_int(a->settings, "unit_id") == params_int(b->settings, "unit_id")) {
+        snprintf(err, n, "the same Modbus device (%s, unit %lld) is configured twice", ka + 4,
+                 params_int(b->settings, "unit_id"));
+        return -EINVAL;
+    }
+    static const char *const line[] = {"baud", "parity", "data_bits", "stop_bits"};
+    for (size_t i = 0; ka[0] == 'r' && i < 4; i++) {
+        if (params_int(a->settings, line[i]) != params_int(b->settings, line[i])) {
+            snprintf(err, n, "devices on one serial port must use the same %s", line[i]);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
 static int modbus_open(const struct drv_device *dev, void **state)
 {
     struct modbus_dev *m = calloc(1, sizeof(*m));
     if (!m)
         return -ENOMEM;
     snprintf(m->id, sizeof(m->id), "%s", dev->id);
-    const char *host = params_str(dev->settings, "host");
-    m->rtu = host == NULL;
-    if (host)
-        snprintf(m->host, sizeof(m->host), "%s", host);
-    else
-        snprintf(m->device, sizeof(m->device), "%s", params_str(dev->settings, "device"));
-    snprintf(m->port, sizeof(m->port), "%lld", params_int(dev->settings, "port"));
-    m->baud = (int)params_int(dev->settings, "baud");
-    m->parity = "NEO"[params_choice(dev->settings, "parity")];
-    m->data_bits = (int)params_int(dev->settings, "data_bits");
-    m->stop_bits = (int)params_int(dev->settings, "stop_bits");
+    m->bus = bus_get(dev->settings);
+    if (!m->bus) {
+        free(m);
+        return -ENOMEM;
+    }
     m->unit = (int)params_int(dev->settings, "unit_id");
     m->force_multiple = params_choice(dev->options, "write_function") == 2;
     m->connect_timeout_ms = (uint32_t)params_ms(dev->core_options, "connect_timeout");
@@ -109,19 +208,10 @@ static int modbus_open(const struct drv_device *dev, void **state)
     return 0;
 }
 
-static void disconnect(struct modbus_dev *m)
-{
-    if (!m->ctx)
-        return;
-    modbus_close(m->ctx);
-    modbus_free(m->ctx);
-    m->ctx = NULL;
-}
-
 static void modbus_close_dev(void *state)
 {
     struct modbus_dev *m = state;
-    disconnect(m);
+    bus_put(m->bus);
     free(m);
 }
 
@@ -138,7 +228,7 @@ static enum drv_status fail(struct modbus_dev *m, struct drv_result *res, const 
         res->code = e - MODBUS_ENOBASE;
         return res->status = DRV_ERR_EXCEPTION; // the device answered; the link is fine
     }
-    disconnect(m);
+    bus_disconnect(m->bus);
     if (e == ETIMEDOUT)
         return res->status = DRV_ERR_TIMEOUT;
     if (e == EMBBADCRC || e == EMBBADDATA || e == EMBBADEXC || e == EMBUNKEXC || e == EMBMDATA ||
@@ -149,29 +239,31 @@ static enum drv_status fail(struct modbus_dev *m, struct drv_result *res, const 
 
 static int ensure_connected(struct modbus_dev *m, struct drv_result *res)
 {
-    if (m->ctx)
-        return 0;
-    m->ctx = m->rtu ? modbus_new_rtu(m->device, m->baud, m->parity, m->data_bits, m->stop_bits)
-                    : modbus_new_tcp_pi(m->host, m->port);
-    if (!m->ctx) {
-        snprintf(res->detail, sizeof(res->detail), "cannot create a Modbus context: %s",
-                 modbus_strerror(errno));
-        res->status = DRV_ERR_CONNECT;
-        return -1;
+    struct bus *b = m->bus;
+    if (!b->ctx) {
+        b->ctx = b->rtu ? modbus_new_rtu(b->device, b->baud, b->parity, b->data_bits, b->stop_bits)
+                        : modbus_new_tcp_pi(b->host, b->port);
+        if (!b->ctx) {
+            snprintf(res->detail, sizeof(res->detail), "cannot create a Modbus context: %s",
+                     modbus_strerror(errno));
+            res->status = DRV_ERR_CONNECT;
+            return -1;
+        }
+        // libmodbus bounds the connect with the response timeout.
+        set_timeout(b->ctx, m->connect_timeout_ms);
+        if (modbus_connect(b->ctx) < 0) {
+            snprintf(res->detail, sizeof(res->detail), "cannot connect to %.48s%s%s: %.40s",
+                     b->rtu ? b->device : b->host, b->rtu ? "" : ":", b->rtu ? "" : b->port,
+                     modbus_strerror(errno));
+            modbus_free(b->ctx);
+            b->ctx = NULL;
+            res->status = DRV_ERR_CONNECT;
+            return -1;
+        }
     }
-    modbus_set_slave(m->ctx, m->unit);
-    // libmodbus bounds the connect with the response timeout.
-    set_timeout(m->ctx, m->connect_timeout_ms);
-    if (modbus_connect(m->ctx) < 0) {
-        snprintf(res->detail, sizeof(res->detail), "cannot connect to %.48s%s%s: %.40s",
-                 m->rtu ? m->device : m->host, m->rtu ? "" : ":", m->rtu ? "" : m->port,
-                 modbus_strerror(errno));
-        modbus_free(m->ctx);
-        m->ctx = NULL;
-        res->status = DRV_ERR_CONNECT;
-        return -1;
-    }
-    set_timeout(m->ctx, m->reply_timeout_ms);
+    // Per job: devices sharing the bus may differ in unit and timeout.
+    modbus_set_slave(b->ctx, m->unit);
+    set_timeout(b->ctx, m->reply_timeout_ms);
     return 0;
 }
 
@@ -181,13 +273,13 @@ static void do_read(struct modbus_dev *m, const struct drv_job *job, struct drv_
     uint8_t bits[DRV_MAX_READ];
     switch (job->table) {
     case T_HOLDING:
-        n = modbus_read_registers(m->ctx, (int)job->address, job->count, res->regs);
+        n = modbus_read_registers(m->bus->ctx, (int)job->address, job->count, res->regs);
         break;
     case T_INPUT:
-        n = modbus_read_input_registers(m->ctx, (int)job->address, job->count, res->regs);
+        n = modbus_read_input_registers(m->bus->ctx, (int)job->address, job->count, res->regs);
         break;
-    case T_COIL: n = modbus_read_bits(m->ctx, (int)job->address, job->count, bits); break;
-    default: n = modbus_read_input_bits(m->ctx, (int)job->address, job->count, bits); break;
+    case T_COIL: n = modbus_read_bits(m->bus->ctx, (int)job->address, job->count, bits); break;
+    default: n = modbus_read_input_bits(m->bus->ctx, (int)job->address, job->count, bits); break;
     }
     if (n < 0) {
         fail(m, res, "read");
@@ -205,21 +297,21 @@ static void do_write(struct modbus_dev *m, const struct drv_job *job, struct drv
     int rc;
     int addr = (int)job->address;
     if (job->table == T_COIL) {
-        rc = modbus_write_bit(m->ctx, addr, job->regs[0] ? 1 : 0);
+        rc = modbus_write_bit(m->bus->ctx, addr, job->regs[0] ? 1 : 0);
     } else if (job->bit >= 0) {
         // One bit of a register: read it fresh, change the bit, write it back.
         uint16_t cur;
-        if (modbus_read_registers(m->ctx, addr, 1, &cur) < 0) {
+        if (modbus_read_registers(m->bus->ctx, addr, 1, &cur) < 0) {
             fail(m, res, "read before write");
             return;
         }
         uint16_t v = regmap_apply_bit(&job->bit_format, cur, job->bit_on);
-        rc = m->force_multiple ? modbus_write_registers(m->ctx, addr, 1, &v)
-                               : modbus_write_register(m->ctx, addr, v);
+        rc = m->force_multiple ? modbus_write_registers(m->bus->ctx, addr, 1, &v)
+                               : modbus_write_register(m->bus->ctx, addr, v);
     } else if (job->count == 1 && !m->force_multiple) {
-        rc = modbus_write_register(m->ctx, addr, job->regs[0]);
+        rc = modbus_write_register(m->bus->ctx, addr, job->regs[0]);
     } else {
-        rc = modbus_write_registers(m->ctx, addr, job->count, job->regs);
+        rc = modbus_write_registers(m->bus->ctx, addr, job->count, job->regs);
     }
     if (rc < 0) {
         fail(m, res, "write");
@@ -236,15 +328,17 @@ static void modbus_run(void *state, const struct drv_job *job, struct drv_result
     res->count = 0;
     res->n_samples = 0;
     res->detail[0] = '\0';
-    if (ensure_connected(m, res) < 0)
-        return;
-    switch (job->type) {
-    case DRV_JOB_READ: do_read(m, job, res); break;
-    case DRV_JOB_WRITE: do_write(m, job, res); break;
-    default:
-        snprintf(res->detail, sizeof(res->detail), "job type %d not supported", job->type);
-        res->status = DRV_ERR_PROTOCOL;
+    pthread_mutex_lock(&m->bus->lock); // devices sharing the line take turns
+    if (ensure_connected(m, res) == 0) {
+        switch (job->type) {
+        case DRV_JOB_READ: do_read(m, job, res); break;
+        case DRV_JOB_WRITE: do_write(m, job, res); break;
+        default:
+            snprintf(res->detail, sizeof(res->detail), "job type %d not supported", job->type);
+            res->status = DRV_ERR_PROTOCOL;
+        }
     }
+    pthread_mutex_unlock(&m->bus->lock);
 }
 
 const struct driver_ops modbus_driver = {
@@ -267,6 +361,7 @@ const struct driver_ops modbus_driver = {
             .backoff_max_ms = 60000,
         },
     .check = modbus_check,
+    .conflict = modbus_conflict,
     .open = modbus_open,
     .close = modbus_close_dev,
     .run = modbus_run,

@@ -135,7 +135,14 @@ static void decode_pdu(json_t *o, const uint8_t *pdu, size_t len)
 json_t *modbus_frame_to_json(const uint8_t *buf, size_t len, char *err, size_t err_size)
 {
     json_t *o = json_object();
-    if (len >= 8 && buf[2] == 0 && buf[3] == 0 && be16(buf + 4) == len - 6) {
+    // A valid CRC settles it: short RTU requests can look like an MBAP header (01 04 00 00
+    // 00 02 ... has zeros where the protocol id goes).
+    bool crc_ok = false;
+    if (len >= 4) {
+        uint16_t crc = crc16_modbus(buf, len - 2);
+        crc_ok = buf[len - 2] == (crc & 0xff) && buf[len - 1] == crc >> 8;
+    }
+    if (!crc_ok && len >= 8 && buf[2] == 0 && buf[3] == 0 && be16(buf + 4) == len - 6) {
         json_object_set_new(o, "framing", json_string("tcp"));
         json_object_set_new(o, "transaction", json_integer(be16(buf)));
         json_object_set_new(o, "unit", json_integer(buf[6]));
@@ -143,11 +150,9 @@ json_t *modbus_frame_to_json(const uint8_t *buf, size_t len, char *err, size_t e
         return o;
     }
     if (len >= 4) {
-        uint16_t crc = crc16_modbus(buf, len - 2);
-        bool ok = buf[len - 2] == (crc & 0xff) && buf[len - 1] == crc >> 8;
         json_object_set_new(o, "framing", json_string("rtu"));
         json_object_set_new(o, "unit", json_integer(buf[0]));
-        json_object_set_new(o, "crc_ok", json_boolean(ok));
+        json_object_set_new(o, "crc_ok", json_boolean(crc_ok));
         decode_pdu(o, buf + 1, len - 3);
         return o;
     }
@@ -158,7 +163,7 @@ json_t *modbus_frame_to_json(const uint8_t *buf, size_t len, char *err, size_t e
 
 int modbus_frame_decode(const char *input, FILE *out, char *err, size_t err_size)
 {
-    uint8_t buf[300];
+    uint8_t buf[260]; // MODBUS_TCP_MAX_ADU_LENGTH; an RTU frame is at most 256
     int n = bytes_from_hex(input, buf, sizeof(buf));
     if (n < 0) {
         snprintf(err, err_size,
