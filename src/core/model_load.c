@@ -328,13 +328,14 @@ static void read_map(struct loader *L, struct entity *e, const struct node *n, c
     e->map = map;
 }
 
+// `before`: the diagnostics count when this entity began, so the Energy dashboard hint is only
+// given for an entity that is otherwise right.
 static void check_ha(struct loader *L, const struct entity *e, const struct node *n,
-                     const char *path)
+                     const char *path, size_t before)
 {
     struct reader *r = &L->r;
     const char *comp = component_name(e->component);
     const char *expected = NULL;
-    size_t before = diag_count(r->d);
     if (e->device_class && !ha_device_class_ok(comp, e->device_class))
         diag_at(r->d, r->file, node_get(n, "device_class"), rd_key(r, path, "device_class"),
                 "'%s' is not a device class of %s in Home Assistant %s", e->device_class, comp,
@@ -386,6 +387,7 @@ static void check_ha(struct loader *L, const struct entity *e, const struct node
 static void read_entity(struct loader *L, struct entity *e, const struct node *n, const char *path)
 {
     struct reader *r = &L->r;
+    size_t before = diag_count(r->d);
     e->line = n->line;
     e->col = n->col;
     e->scale = 1;
@@ -570,7 +572,7 @@ static void read_entity(struct loader *L, struct entity *e, const struct node *n
                     e->state_class || e->unit))
         diag_at(r->d, r->file, n, path,
                 "a text value can only be a sensor without scale, unit or state_class");
-    check_ha(L, e, n, path);
+    check_ha(L, e, n, path, before);
 }
 
 // ---- expressions ----------------------------------------------------------------------------

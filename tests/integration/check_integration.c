@@ -270,6 +270,10 @@ START_TEST(birth_message_triggers_republish)
     ck_assert_msg(s, "discovery not re-published after the birth message");
     free(s);
     ck_assert_int_ge(itest_now_ms() - t0, 100); // after a delay, not instantly
+    // Everything is sent again, including configs the broker already holds unchanged.
+    s = collector_wait(r.mqtt, "homeassistant/device/energy2mqtt_bridge/config", NULL, 1000);
+    ck_assert_msg(s, "the bridge config was not re-published after the birth message");
+    free(s);
     s = collector_wait(r.mqtt, "energy2mqtt/inv/availability", "online", 2000);
     ck_assert_ptr_nonnull(s);
     free(s);

@@ -227,6 +227,14 @@ struct error_case {
 };
 
 static const struct error_case errors[] = {
+    {"max_registers above the protocol's limit",
+     DEVICE_HEAD "    options: {max_registers: 126}\n",
+     {"6:30: devices[0].options.max_registers: the modbus driver reads at most 125 holding "
+      "registers at a time, got 126"}},
+    {"the same device twice",
+     DEVICE_HEAD "  - {id: m2, model: test/meter, host: 10.0.0.1}\n",
+     {"6:5: devices[1]: the same Modbus device (10.0.0.1:502, unit 1) is configured twice "
+      "(device 'm1', line 3)"}},
     {"unknown top-level key",
      "mqtt:\n  url: mqtt://a\ndevice: []\n",
      {"3:1: device: unknown key (did you mean 'devices'?)"}},

@@ -338,6 +338,11 @@ START_TEST(test_field_values)
     ck_assert(str_is("firmware", "1.2.3"));
     ck_assert(str_is("link_status", "online"));
     ck_assert_int_gt(state_events, 0);
+    // Nothing changes from now on, yet every poll still sends a state message (so last_seen
+    // moves on): at 100 ms per poll, well over five in a second.
+    int before = state_events;
+    run_until(is_offline, 1000);
+    ck_assert_int_ge(state_events - before, 5);
     stop_device();
 }
 END_TEST

@@ -411,6 +411,11 @@ static const struct {
     {"010304436680006E68", "{\"framing\":\"rtu\",\"unit\":1,\"crc_ok\":true,\"function\":3,"
                            "\"function_name\":\"read_holding_registers\",\"byte_count\":4,"
                            "\"kind\":\"response\",\"values\":[17254,32768]}\n"},
+    // An RTU request that looks like an MBAP header (zeros where the protocol id goes): the
+    // valid CRC makes it RTU.
+    {"01040000000271CB", "{\"framing\":\"rtu\",\"unit\":1,\"crc_ok\":true,\"function\":4,"
+                         "\"function_name\":\"read_input_registers\",\"address\":0,"
+                         "\"count\":2,\"kind\":\"request\"}\n"},
     {"0002000000030183 02", "{\"framing\":\"tcp\",\"transaction\":2,\"unit\":1,\"function\":3,"
                             "\"function_name\":\"read_holding_registers\",\"kind\":\"exception\","
                             "\"exception\":2,\"exception_name\":\"illegal_data_address\"}\n"},

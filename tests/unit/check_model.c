@@ -361,6 +361,43 @@ static const struct rule_case rules[] = {
      "    register: {table: input, address: 0}\n"
      "    device_class: power\n",
      {"8:19: entities[0].unit: device class power takes mW, W, kW, MW, GW, TW, got no unit"}},
+    {"reserved id",
+     "  - id: link_status\n"
+     "    register: {table: input, address: 0}\n",
+     {"6:9: entities[0].id: 'link_status' is reserved for a diagnostic every device has"}},
+    {"u8 bit beyond the byte",
+     "  - id: a\n"
+     "    register: {table: input, address: 0, type: u8, bit: 8}\n",
+     {"7:57: entities[0].register.bit: expected a whole number from 0 to 7, got 8"}},
+    {"u8 written",
+     "  - id: a\n"
+     "    component: number\n"
+     "    register: {table: holding, address: 0, type: u8}\n"
+     "    min: 0\n"
+     "    max: 10\n",
+     {"6:5: entities[0]: u8/s8 registers cannot be written (the other byte of the register "
+      "would be lost)"}},
+    {"mapped sensor with another device class",
+     "  - id: a\n"
+     "    register: {table: input, address: 0}\n"
+     "    device_class: power\n"
+     "    unit: W\n"
+     "    map: {0: idle}\n",
+     {"8:19: entities[0].device_class: a sensor with a map is an enum sensor: leave "
+      "device_class out or set enum, got 'power'"}},
+    {"max_rate without a counter",
+     "  - id: a\n"
+     "    register: {table: input, address: 0}\n"
+     "    max_rate: 5\n",
+     {"8:15: entities[0].max_rate: max_rate only applies to counters (state_class "
+      "total_increasing, or counter: lifetime/daily)"}},
+    {"power sensor the Energy dashboard cannot use",
+     "  - id: a\n"
+     "    register: {table: input, address: 0}\n"
+     "    device_class: power\n"
+     "    unit: W\n",
+     {"8:19: entities[0].state_class: the Energy dashboard offers a power sensor (power) only "
+      "with state_class measurement, got none"}},
     {"energy with measurement",
      "  - id: a\n"
      "    register: {table: input, address: 0}\n"
