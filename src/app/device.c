@@ -286,7 +286,7 @@ static const uint16_t *regs_at(const struct device *d, int group, uint16_t offse
     return d->groups[group].data + offset;
 }
 
-// The scale-factor exponent for an entity; false while unknown or "not implemented".
+// The scale-factor exponent for an entity; false while unknown or marked absent.
 static bool entity_sf(const struct device *d, size_t i, int *sf)
 {
     const struct entity *e = &d->model->entities[i];
@@ -298,7 +298,7 @@ static bool entity_sf(const struct device *d, size_t i, int *sf)
         return false;
     double v;
     if (regmap_decode(&e->scale_factor.fmt, r, &v) < 0 || v < -10 || v > 10)
-        return false; // SunSpec marks an unimplemented scale factor with 0x8000
+        return false; // SunSpec marks an absent scale factor with 0x8000
     *sf = (int)v;
     return true;
 }
