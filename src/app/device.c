@@ -86,7 +86,7 @@ struct device {
     int64_t last_ok_wall;
     bool dirty;
     int64_t dirty_since;
-    struct log_limit fail_limit, guard_limit;
+    struct log_limit fail_limit, refuse_limit, guard_limit;
     struct device_stats stats;
 };
 
@@ -516,10 +516,21 @@ static void job_done(void *arg)
             }
             eval_exprs(d, wall);
             check_confirmations(d, (int)sj->group);
+            log_release(&d->refuse_limit, d->cfg->id, "reads accepted again");
             mark_dirty(d); // one state message per poll, changed or not: last_seen moves on
         } else if (refused) {
-            log_limited(&d->fail_limit, clock_mono_ms(), LOG_LVL_WARN, d->cfg->id,
+            // The device answers but will not give this block (e.g. an address it lacks):
+            // its values are unknown now, not frozen at their last reading.
+            log_limited(&d->refuse_limit, clock_mono_ms(), LOG_LVL_WARN, d->cfg->id,
                         "read refused: %s", d->res->detail);
+            g->valid = false;
+            for (size_t k = 0; k < g->n_entities; k++)
+                if (d->drv->n_tables)
+                    decode_register_entity(d, g->entities[k], wall);
+                else
+                    state_set_unknown(&d->state, g->entities[k], wall);
+            eval_exprs(d, wall);
+            mark_dirty(d);
         }
     } else {
         size_t i = sj->target;

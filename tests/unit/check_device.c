@@ -46,7 +46,8 @@ static struct {
     int polls[2];
     int fail_next;
     bool sleeping;
-    int refuse_code; // exception code for SET, 0 = accept
+    int refuse_code;      // exception code for SET, 0 = accept
+    int refuse_poll_code; // exception code for POLL of group 0, 0 = answer
     int sets, actions_run;
     struct {
         enum drv_job_type type;
@@ -84,6 +85,10 @@ static void fake_run(void *state, const struct drv_job *job, struct drv_result *
         snprintf(res->detail, sizeof(res->detail), "no reply");
     } else if (dev.sleeping) {
         res->status = DRV_SLEEPING;
+    } else if (job->type == DRV_JOB_POLL && job->group == 0 && dev.refuse_poll_code) {
+        res->status = DRV_ERR_EXCEPTION;
+        res->code = dev.refuse_poll_code;
+        snprintf(res->detail, sizeof(res->detail), "illegal data address");
     } else if (job->type == DRV_JOB_POLL) {
         dev.polls[job->group]++;
         for (uint16_t f = 0; f < N_FIELDS; f++) {
@@ -442,6 +447,30 @@ START_TEST(test_sleeping_device)
 }
 END_TEST
 
+static bool power_unknown(void)
+{
+    return isnan(num("power"));
+}
+
+START_TEST(test_refused_read_makes_values_unknown)
+{
+    start_device(NULL);
+    ck_assert(run_until(have_power, 2000));
+    pthread_mutex_lock(&dev.lock);
+    dev.refuse_poll_code = 2;
+    pthread_mutex_unlock(&dev.lock);
+    ck_assert(run_until(power_unknown, 2000));
+    ck_assert(isnan(num("double_power"))); // derived from it
+    ck_assert(num("limit") == 40);         // another group, still read
+    ck_assert(device_online(d));           // the device answers: it is not offline
+    pthread_mutex_lock(&dev.lock);
+    dev.refuse_poll_code = 0;
+    pthread_mutex_unlock(&dev.lock);
+    ck_assert(run_until(have_power, 2000));
+    stop_device();
+}
+END_TEST
+
 static bool energy_is_11(void)
 {
     return num("energy") == 11;
@@ -516,6 +545,7 @@ static void reset_dev(void)
     dev.fail_next = 0;
     dev.sleeping = false;
     dev.refuse_code = 0;
+    dev.refuse_poll_code = 0;
     dev.sets = dev.actions_run = 0;
     dev.n_log = 0;
     pthread_mutex_unlock(&dev.lock);
@@ -534,6 +564,7 @@ int main(void)
     tcase_add_test(tc, test_failures_go_offline_and_recover);
     tcase_add_test(tc, test_sleeping_device);
     tcase_add_test(tc, test_counter_guard);
+    tcase_add_test(tc, test_refused_read_makes_values_unknown);
     tcase_add_test(tc, test_button_action);
     tcase_add_test(tc, test_unneeded_group_not_polled);
     suite_add_tcase(s, tc);
