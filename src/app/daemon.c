@@ -35,6 +35,7 @@
 #include "mqtt/command.h"
 #include "mqtt/discovery.h"
 #include "mqtt/link.h"
+#include "mqtt/topic.h"
 
 enum { BRIDGE_STATE_MS = 60000, PERSIST_FLUSH_MS = 60000 };
 
@@ -231,6 +232,13 @@ static void on_connected(void *arg)
     topic_printf(t, sizeof(t), "%s/+/+/set", dm->m->base_topic);
     link_subscribe(dm->link, t, 1);
     link_subscribe(dm->link, dm->m->birth_topic, 1);
+    // Drivers whose transport is MQTT.
+    for (size_t i = 0; i < dm->n_devices; i++) {
+        const char *const *filters;
+        size_t n = device_mqtt_filters(dm->devices[i], &filters);
+        for (size_t k = 0; k < n; k++)
+            link_subscribe(dm->link, filters[k], 1);
+    }
     // Our own config topics stay subscribed so a deletion in Home Assistant is noticed.
     for (size_t i = 0; i < dm->n_devices; i++) {
         char node[300];
@@ -327,10 +335,31 @@ static bool is_config_topic(const struct mqtt_config *m, const char *topic)
            strcmp(topic + n - 7, "/config") == 0;
 }
 
+// Messages for drivers whose transport is MQTT. Returns whether any device took it.
+static bool route_to_devices(struct daemon *dm, const char *topic, const uint8_t *payload,
+                             size_t len, bool retained)
+{
+    bool taken = false;
+    for (size_t i = 0; i < dm->n_devices; i++) {
+        const char *const *filters;
+        size_t n = device_mqtt_filters(dm->devices[i], &filters);
+        for (size_t k = 0; k < n; k++) {
+            if (topic_matches(filters[k], topic)) {
+                device_mqtt_message(dm->devices[i], topic, payload, len, retained);
+                taken = true;
+                break;
+            }
+        }
+    }
+    return taken;
+}
+
 static void on_message(void *arg, const char *topic, const uint8_t *payload, size_t len,
                        bool retained)
 {
     struct daemon *dm = arg;
+    if (route_to_devices(dm, topic, payload, len, retained))
+        return;
     if (strcmp(topic, dm->m->birth_topic) == 0) {
         if (len == 6 && memcmp(payload, "online", 6) == 0) {
             // HA may not be ready the moment it says so; wait, with jitter across instances.
@@ -375,6 +404,19 @@ static void on_device_event(void *arg, struct device *d, enum device_event ev)
         publish_availability(dm, d);
     else
         publish_state(dm, d);
+}
+
+static int hook_subscribe(void *arg, const char *filter)
+{
+    struct daemon *dm = arg;
+    // Before the connection exists this is a no-op: on_connected subscribes every filter.
+    return link_connected(dm->link) ? link_subscribe(dm->link, filter, 1) : 0;
+}
+
+static int hook_publish(void *arg, const char *topic, const void *payload, size_t len, bool retain)
+{
+    struct daemon *dm = arg;
+    return link_publish(dm->link, topic, payload, len, 1, retain);
 }
 
 static void flush_persist(void *arg)
@@ -433,7 +475,7 @@ int daemon_run(const struct config *cfg)
     topic_printf(dm.scan_entity, sizeof(dm.scan_entity), "%s/+/+/+/config", dm.m->discovery_prefix);
 
     dm.persist = persist_open(cfg->state_dir);
-    struct device_hooks hooks = {on_device_event, &dm};
+    struct device_hooks hooks = {on_device_event, hook_subscribe, hook_publish, &dm};
     dm.devices = xcalloc(cfg->n_devices + 1, sizeof(*dm.devices));
     for (size_t i = 0; i < cfg->n_devices; i++) {
         struct device *d = device_new(dm.loop, &cfg->devices[i], dm.persist, &hooks);

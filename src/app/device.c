@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include "core/model.h"
 #include "core/persist.h"
 #include "core/state.h"
+#include "core/tcp.h"
 #include "core/worker.h"
 #include "drivers/driver.h"
 #include "mqtt/publish.h"
@@ -41,6 +43,11 @@ struct group {
 struct binding {
     int group, sf_group;
     uint16_t offset, sf_offset;
+};
+
+// What an event-driven driver holds to reach the core (see driver.h).
+struct drv_ctx {
+    struct device *d;
 };
 
 struct pending_write {
@@ -81,6 +88,17 @@ struct device {
     struct drv_result *res;
     bool busy;
     struct timer timer;
+
+    // Event-driven drivers.
+    struct drv_ctx ctx;
+    struct tcp *tcp;
+    struct timer drv_timer;  // the driver's own
+    struct timer job_timer;  // the job in flight times out
+    struct timer done_timer; // delivers drv_job_done() after the driver's hook returned
+    bool done_pending;
+    bool exprs_stale; // values arrived outside a job; expressions not yet evaluated
+    char **filters;   // MQTT subscriptions
+    size_t n_filters;
 
     enum sched_state last_state;
     int64_t last_ok_wall;
@@ -585,6 +603,27 @@ static int build_write(struct device *d, size_t i)
     return 0;
 }
 
+// An event-driven job that got no answer in time.
+static void job_timeout(void *arg)
+{
+    struct device *d = arg;
+    if (!d->busy || d->done_pending)
+        return;
+    if (d->drv->abort)
+        d->drv->abort(d->drv_state);
+    *d->res = (struct drv_result){.status = DRV_ERR_TIMEOUT};
+    snprintf(d->res->detail, sizeof(d->res->detail), "no answer within %lld ms",
+             (long long)config_exchange_ms(&d->cfg->core_options));
+    job_done(d);
+}
+
+static void done_event(void *arg)
+{
+    struct device *d = arg;
+    d->done_pending = false;
+    job_done(d);
+}
+
 static void start_job(struct device *d, const struct sched_job *sj)
 {
     d->sjob = *sj;
@@ -609,6 +648,15 @@ static void start_job(struct device *d, const struct sched_job *sj)
             return;
         }
     }
+    if (d->drv->style == DRV_EVENT) {
+        d->busy = true;
+        *d->res = (struct drv_result){.status = DRV_OK};
+        loop_timer_set(d->loop, &d->job_timer,
+                       loop_now(d->loop) + config_exchange_ms(&d->cfg->core_options), job_timeout,
+                       d);
+        d->drv->job(d->drv_state, &d->job);
+        return;
+    }
     if (worker_submit(d->worker, run_job, job_done, d) < 0) {
         log_error(d->cfg->id, "worker busy; job skipped");
         sched_done(d->sched, now_pair(), SCHED_RESULT_FAIL);
@@ -620,6 +668,10 @@ static void start_job(struct device *d, const struct sched_job *sj)
 static void device_tick(void *arg)
 {
     struct device *d = arg;
+    if (d->exprs_stale) {
+        d->exprs_stale = false;
+        eval_exprs(d, clock_wall_ms());
+    }
     if (d->busy)
         return;
     for (int guard = 0; guard < 4; guard++) {
@@ -692,6 +744,7 @@ struct device *device_new(struct loop *loop, const struct device_config *cfg,
     d->confirm = xcalloc(n + 1, sizeof(bool));
     d->sent = xcalloc(n + 1, sizeof(*d->sent));
     d->res = xcalloc(1, sizeof(*d->res));
+    d->ctx.d = d;
     d->last_state = SCHED_STATE_STARTING;
     state_init(&d->state, n);
 
@@ -733,12 +786,18 @@ fail:
 
 int device_start(struct device *d)
 {
-    d->worker = worker_new(d->loop);
-    if (!d->worker) {
-        log_error(d->cfg->id, "cannot start a worker thread");
-        return -EAGAIN;
+    if (d->drv->style == DRV_BLOCKING) {
+        d->worker = worker_new(d->loop);
+        if (!d->worker) {
+            log_error(d->cfg->id, "cannot start a worker thread");
+            return -EAGAIN;
+        }
     }
     d->sched = sched_new(&d->scfg, (uint64_t)clock_wall_ms() ^ (uintptr_t)d, now_pair());
+    if (d->drv->style == DRV_EVENT && d->drv->start && d->drv->start(d->drv_state, &d->ctx) < 0) {
+        log_error(d->cfg->id, "the %s driver cannot start this device", d->drv->name);
+        return -EINVAL;
+    }
     size_t reads = d->n_groups;
     log_info(d->cfg->id, "%s (%s): %zu read%s per cycle every %.1f s", d->model->key, d->drv->name,
              reads, reads == 1 ? "" : "s",
@@ -751,9 +810,17 @@ void device_free(struct device *d)
 {
     if (!d)
         return;
-    if (d->loop)
+    if (d->loop) {
         loop_timer_cancel(d->loop, &d->timer);
+        loop_timer_cancel(d->loop, &d->drv_timer);
+        loop_timer_cancel(d->loop, &d->job_timer);
+        loop_timer_cancel(d->loop, &d->done_timer);
+    }
     worker_free(d->worker); // waits for a job in flight
+    tcp_free(d->tcp);
+    for (size_t i = 0; i < d->n_filters; i++)
+        free(d->filters[i]);
+    free(d->filters);
     if (d->drv_state)
         d->drv->close(d->drv_state);
     sched_free(d->sched);
@@ -848,4 +915,186 @@ void device_get_stats(const struct device *d, struct device_stats *out)
 void device_sched_status(const struct device *d, struct sched_status *out)
 {
     sched_status(d->sched, now_pair(), out);
+}
+
+// ---- services for event-driven drivers --------------------------------------------------------
+
+// Runs the tick soon (not from inside the driver's hook), so pushed values get published and
+// availability changes are noticed.
+static void poke(struct device *d)
+{
+    int64_t soon = loop_now(d->loop) + 20;
+    if (!loop_timer_armed(&d->timer) || d->timer.due_ms > soon)
+        loop_timer_set(d->loop, &d->timer, soon, device_tick, d);
+}
+
+int64_t drv_now_ms(const struct drv_ctx *c)
+{
+    return loop_now(c->d->loop);
+}
+
+int64_t drv_wall_ms(const struct drv_ctx *c)
+{
+    (void)c;
+    return clock_wall_ms();
+}
+
+const char *drv_device_id(const struct drv_ctx *c)
+{
+    return c->d->cfg->id;
+}
+
+static void tcp_on_connected(void *arg)
+{
+    struct device *d = arg;
+    if (d->drv->tcp_connected)
+        d->drv->tcp_connected(d->drv_state);
+}
+
+static size_t tcp_on_data(void *arg, const uint8_t *buf, size_t len)
+{
+    struct device *d = arg;
+    return d->drv->tcp_data ? d->drv->tcp_data(d->drv_state, buf, len) : len;
+}
+
+static void tcp_on_closed(void *arg, const char *why)
+{
+    struct device *d = arg;
+    if (d->drv->tcp_closed)
+        d->drv->tcp_closed(d->drv_state, why);
+}
+
+int drv_tcp_open(struct drv_ctx *c, const char *host, int port)
+{
+    struct device *d = c->d;
+    if (!d->tcp) {
+        struct tcp_handlers h = {tcp_on_connected, tcp_on_data, tcp_on_closed, d};
+        d->tcp = tcp_new(d->loop, &h, 64 * 1024);
+    }
+    return tcp_open(d->tcp, host, port, params_ms(&d->cfg->core_options, "connect_timeout"));
+}
+
+int drv_tcp_send(struct drv_ctx *c, const void *buf, size_t len)
+{
+    return c->d->tcp ? tcp_send(c->d->tcp, buf, len) : -ENOTCONN;
+}
+
+void drv_tcp_close(struct drv_ctx *c)
+{
+    if (c->d->tcp)
+        tcp_close(c->d->tcp);
+}
+
+bool drv_tcp_is_open(const struct drv_ctx *c)
+{
+    return c->d->tcp && tcp_state(c->d->tcp) == TCP_OPEN;
+}
+
+int drv_mqtt_subscribe(struct drv_ctx *c, const char *filter)
+{
+    struct device *d = c->d;
+    d->filters = xrealloc(d->filters, (d->n_filters + 1) * sizeof(*d->filters));
+    d->filters[d->n_filters++] = xstrdup(filter);
+    return d->hooks.mqtt_subscribe ? d->hooks.mqtt_subscribe(d->hooks.arg, filter) : 0;
+}
+
+int drv_mqtt_publish(struct drv_ctx *c, const char *topic, const void *payload, size_t len,
+                     bool retain)
+{
+    struct device *d = c->d;
+    if (!d->hooks.mqtt_publish)
+        return -ENOTCONN;
+    return d->hooks.mqtt_publish(d->hooks.arg, topic, payload, len, retain);
+}
+
+static void drv_timer_fired(void *arg)
+{
+    struct device *d = arg;
+    if (d->drv->timer)
+        d->drv->timer(d->drv_state);
+}
+
+void drv_timer_set(struct drv_ctx *c, int64_t delay_ms)
+{
+    struct device *d = c->d;
+    loop_timer_set(d->loop, &d->drv_timer, loop_now(d->loop) + delay_ms, drv_timer_fired, d);
+}
+
+void drv_timer_cancel(struct drv_ctx *c)
+{
+    loop_timer_cancel(c->d->loop, &c->d->drv_timer);
+}
+
+// A value of `field` for every entity that reads it.
+static void field_value(struct device *d, uint16_t field, const double *num, const char *text)
+{
+    int64_t wall = clock_wall_ms();
+    for (size_t i = 0; i < d->model->n_entities; i++) {
+        const struct entity *e = &d->model->entities[i];
+        if (!d->active[i] || e->source != SRC_FIELD || e->field != field)
+            continue;
+        if (text)
+            state_set_text(&d->state, i, text, wall);
+        else if (num && !e->text)
+            store_raw(d, i, *num, 0, wall);
+        else
+            state_set_unknown(&d->state, i, wall);
+    }
+    d->exprs_stale = true;
+    poke(d);
+}
+
+void drv_value(struct drv_ctx *c, uint16_t field, double value)
+{
+    field_value(c->d, field, &value, NULL);
+}
+
+void drv_text(struct drv_ctx *c, uint16_t field, const char *text)
+{
+    field_value(c->d, field, NULL, text);
+}
+
+void drv_unknown(struct drv_ctx *c, uint16_t field)
+{
+    field_value(c->d, field, NULL, NULL);
+}
+
+void drv_alive(struct drv_ctx *c)
+{
+    struct device *d = c->d;
+    sched_alive(d->sched, now_pair());
+    d->last_ok_wall = clock_wall_ms();
+    poke(d);
+}
+
+void drv_job_done(struct drv_ctx *c, enum drv_status status, int code, const char *fmt, ...)
+{
+    struct device *d = c->d;
+    if (!d->busy || d->done_pending || d->drv->style != DRV_EVENT)
+        return;
+    loop_timer_cancel(d->loop, &d->job_timer);
+    d->res->status = status;
+    d->res->code = code;
+    d->res->detail[0] = '\0';
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(d->res->detail, sizeof(d->res->detail), fmt, ap);
+        va_end(ap);
+    }
+    d->done_pending = true;
+    loop_timer_set(d->loop, &d->done_timer, loop_now(d->loop), done_event, d);
+}
+
+size_t device_mqtt_filters(const struct device *d, const char *const **filters)
+{
+    *filters = (const char *const *)d->filters;
+    return d->n_filters;
+}
+
+void device_mqtt_message(struct device *d, const char *topic, const uint8_t *payload, size_t len,
+                         bool retained)
+{
+    if (d->drv->mqtt_message)
+        d->drv->mqtt_message(d->drv_state, topic, payload, len, retained);
 }

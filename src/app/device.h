@@ -25,6 +25,9 @@ enum device_event {
 
 struct device_hooks {
     void (*event)(void *arg, struct device *d, enum device_event ev);
+    // The broker connection, for drivers whose transport is MQTT (may be NULL).
+    int (*mqtt_subscribe)(void *arg, const char *filter);
+    int (*mqtt_publish)(void *arg, const char *topic, const void *payload, size_t len, bool retain);
     void *arg;
 };
 
@@ -44,6 +47,12 @@ bool device_online(const struct device *d);
 // factor not read yet); the caller then snaps the control back.
 int device_command(struct device *d, const struct entity *e, const struct command_value *cv,
                    char *why, size_t why_size);
+
+// The MQTT topic filters the device's driver subscribed to (renewed on every reconnection).
+size_t device_mqtt_filters(const struct device *d, const char *const **filters);
+// A message on a topic matching one of those filters.
+void device_mqtt_message(struct device *d, const char *topic, const uint8_t *payload, size_t len,
+                         bool retained);
 
 // The device's state message (malloc'd JSON).
 char *device_state_json(struct device *d);

@@ -15,6 +15,7 @@
 
 struct watch {
     int fd;
+    bool dead; // unwatched while an event batch may still point at it
     loop_fd_fn cb;
     void *arg;
     struct watch *next;
@@ -33,6 +34,7 @@ struct loop {
     struct timer **heap; // 1-based
     size_t heap_n, heap_cap;
     struct watch *watches;
+    struct watch *graveyard; // freed after the current event batch
     pthread_mutex_t lock;
     struct post *head, *tail;
 };
@@ -71,11 +73,13 @@ void loop_free(struct loop *l)
         free(p);
         p = next;
     }
-    struct watch *w = l->watches;
-    while (w) {
-        struct watch *next = w->next;
-        free(w);
-        w = next;
+    for (int pass = 0; pass < 2; pass++) {
+        struct watch *w = pass ? l->graveyard : l->watches;
+        while (w) {
+            struct watch *next = w->next;
+            free(w);
+            w = next;
+        }
     }
     for (size_t i = 1; i <= l->heap_n; i++)
         l->heap[i]->heap_index = 0;
@@ -178,6 +182,17 @@ int loop_watch(struct loop *l, int fd, uint32_t events, loop_fd_fn cb, void *arg
     return 0;
 }
 
+int loop_watch_mod(struct loop *l, int fd, uint32_t events)
+{
+    for (struct watch *w = l->watches; w; w = w->next) {
+        if (w->fd == fd) {
+            struct epoll_event ev = {.events = events, .data.ptr = w};
+            return epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev) < 0 ? -errno : 0;
+        }
+    }
+    return -ENOENT;
+}
+
 void loop_unwatch(struct loop *l, int fd)
 {
     for (struct watch **pp = &l->watches; *pp; pp = &(*pp)->next) {
@@ -185,7 +200,9 @@ void loop_unwatch(struct loop *l, int fd)
             struct watch *w = *pp;
             *pp = w->next;
             epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
-            free(w);
+            w->dead = true;
+            w->next = l->graveyard;
+            l->graveyard = w;
             return;
         }
     }
@@ -284,8 +301,13 @@ int loop_run(struct loop *l)
             struct watch *w = evs[i].data.ptr;
             if (!w)
                 run_posts(l);
-            else
+            else if (!w->dead)
                 w->cb(w->arg, evs[i].events);
+        }
+        while (l->graveyard) {
+            struct watch *w = l->graveyard;
+            l->graveyard = w->next;
+            free(w);
         }
     }
     return 0;

@@ -43,6 +43,8 @@ static inline bool loop_timer_armed(const struct timer *t)
 
 // Watches a file descriptor (EPOLLIN etc.). Returns 0 or -errno.
 int loop_watch(struct loop *l, int fd, uint32_t events, loop_fd_fn cb, void *arg);
+// Changes the events a watched descriptor waits for. Returns 0 or -errno.
+int loop_watch_mod(struct loop *l, int fd, uint32_t events);
 void loop_unwatch(struct loop *l, int fd);
 
 // Runs fn(arg) on the loop thread soon. Safe from any thread. Returns 0 or -errno.

@@ -419,6 +419,14 @@ void sched_done(struct sched *s, struct sched_time now, enum sched_result result
     }
 }
 
+void sched_alive(struct sched *s, struct sched_time now)
+{
+    s->failures = 0;
+    s->last_ok_ms = now.mono_ms;
+    s->ever_ok = true;
+    s->state = SCHED_STATE_ONLINE;
+}
+
 bool sched_take_dropped(struct sched *s, uint32_t *target, enum sched_drop *why)
 {
     if (!s->n_drops)

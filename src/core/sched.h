@@ -93,6 +93,11 @@ void sched_write(struct sched *s, struct sched_time now, uint32_t target, int re
 // anything, e.g. the job in flight finishing or a write being queued).
 int64_t sched_next(struct sched *s, struct sched_time now, struct sched_job *job);
 
+// Evidence the device is there outside an exchange (data it pushed on its own): like a good
+// exchange for the state (ONLINE, failures reset, staleness restarts), without touching the
+// gap or the job in flight.
+void sched_alive(struct sched *s, struct sched_time now);
+
 // Ends the exchange in flight. A failed write is retried up to write_retries times.
 void sched_done(struct sched *s, struct sched_time now, enum sched_result result);
 

@@ -7,9 +7,15 @@
 // owns configuration, scheduling, state and MQTT: it decides when an exchange happens and
 // hands the driver one job at a time.
 //
-// Drivers over blocking libraries (libmodbus) run their jobs on the device's worker thread:
-// `run` may block up to the device's timeouts but must not touch anything but its own state.
-// Results come back as data (registers or field values) that the core maps to entities.
+// Two styles of driver:
+//  - blocking (libmodbus): `run` executes a job on the device's worker thread and may block
+//    up to the device's timeouts; it touches nothing but its own state and returns the data;
+//  - event-driven (stream and MQTT protocols): everything runs on the loop thread. `job`
+//    starts a job and returns at once; the driver answers later with drv_job_done(). It talks
+//    to the device through the core's TCP connection or the daemon's MQTT link (drv_tcp_*,
+//    drv_mqtt_*), may report values at any time (drv_value, drv_text: answers as well as
+//    unsolicited data), and has one timer for keepalives and liveness checks.
+// Either way the core owns scheduling: one job at a time, when the device's rules allow.
 #ifndef E2M_DRIVER_H
 #define E2M_DRIVER_H
 
@@ -117,9 +123,48 @@ struct drv_result {
     struct drv_sample samples[DRV_MAX_SAMPLES];
 };
 
+// ---- services for event-driven drivers (loop thread only) ---------------------------------
+
+struct drv_ctx;
+
+int64_t drv_now_ms(const struct drv_ctx *c);  // monotonic
+int64_t drv_wall_ms(const struct drv_ctx *c); // Unix time, UTC
+const char *drv_device_id(const struct drv_ctx *c);
+
+// The device's TCP connection (one per device). drv_tcp_open() starts connecting with the
+// device's connect_timeout; the driver's tcp_connected or tcp_closed hook follows.
+int drv_tcp_open(struct drv_ctx *c, const char *host, int port);
+int drv_tcp_send(struct drv_ctx *c, const void *buf, size_t len);
+void drv_tcp_close(struct drv_ctx *c); // no tcp_closed hook follows
+bool drv_tcp_is_open(const struct drv_ctx *c);
+
+// The daemon's broker connection. Subscriptions are kept and renewed on every reconnection;
+// messages arrive through the mqtt_message hook.
+int drv_mqtt_subscribe(struct drv_ctx *c, const char *filter);
+int drv_mqtt_publish(struct drv_ctx *c, const char *topic, const void *payload, size_t len,
+                     bool retain);
+
+// One timer per device; setting it again replaces it.
+void drv_timer_set(struct drv_ctx *c, int64_t delay_ms);
+void drv_timer_cancel(struct drv_ctx *c);
+
+// Field values, whenever they arrive.
+void drv_value(struct drv_ctx *c, uint16_t field, double value);
+void drv_text(struct drv_ctx *c, uint16_t field, const char *text);
+void drv_unknown(struct drv_ctx *c, uint16_t field);
+// The device showed it is there without a job (a pushed sample): counts as a good exchange.
+void drv_alive(struct drv_ctx *c);
+// Ends the job in flight; `detail` (printf-style) explains a failure for the log. Ignored
+// when no job is in flight. Completion is delivered after the calling hook returns.
+void drv_job_done(struct drv_ctx *c, enum drv_status status, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+enum drv_style { DRV_BLOCKING, DRV_EVENT };
+
 struct driver_ops {
     const char *name;
     const char *summary;
+    enum drv_style style;
 
     const struct param_def *settings; // keys of the device entry itself (host, port, ...)
     size_t n_settings;
@@ -143,8 +188,20 @@ struct driver_ops {
     // Creates per-device state. No I/O here: connecting happens in the first job.
     int (*open)(const struct drv_device *dev, void **state);
     void (*close)(void *state);
-    // Runs one job on the device's worker thread; fills `res` (status, detail, data).
+    // Blocking drivers: runs one job on the device's worker thread; fills `res` (status,
+    // detail, data).
     void (*run)(void *state, const struct drv_job *job, struct drv_result *res);
+
+    // Event-driven drivers.
+    int (*start)(void *state, struct drv_ctx *ctx); // after open: connect, subscribe
+    void (*job)(void *state, const struct drv_job *job);
+    void (*abort)(void *state); // the job in flight timed out; forget it (no drv_job_done)
+    void (*tcp_connected)(void *state);
+    size_t (*tcp_data)(void *state, const uint8_t *buf, size_t len); // returns bytes consumed
+    void (*tcp_closed)(void *state, const char *why);
+    void (*timer)(void *state);
+    void (*mqtt_message)(void *state, const char *topic, const uint8_t *payload, size_t len,
+                         bool retained);
     // `energy2mqtt decode <driver> <input>`: decodes one frame or payload from text and
     // prints it as one line of JSON to `out`. Returns 0, or -EINVAL with `err` set.
     int (*decode)(const char *input, FILE *out, char *err, size_t err_size);

@@ -225,7 +225,7 @@ static void start_device(const char *extra)
     pthread_mutex_unlock(&dev.lock);
 
     loop = loop_new();
-    struct device_hooks hooks = {on_event, NULL};
+    struct device_hooks hooks = {.event = on_event};
     d = device_new(loop, &cfg->devices[0], NULL, &hooks);
     ck_assert_ptr_nonnull(d);
     ck_assert_int_eq(device_start(d), 0);
