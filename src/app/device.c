@@ -349,8 +349,8 @@ static void store_raw(struct device *d, size_t i, double raw, int sf, int64_t no
     }
     double v = entity_value(e, raw, sf);
     if (e->counter != COUNTER_NONE) {
-        enum guard_verdict g =
-            guard_check(&d->guards[i], e->counter, e->max_rate, entity_resolution(e, sf), v, now);
+        enum guard_verdict g = guard_check(&d->guards[i], e->counter, e->max_rate,
+                                           entity_resolution(e, sf), v, now, &v);
         if (!guard_accepted(g)) {
             d->stats.guard_rejects++;
             log_limited(&d->guard_limit, clock_mono_ms(), LOG_LVL_WARN, d->cfg->id,
@@ -361,7 +361,8 @@ static void store_raw(struct device *d, size_t i, double raw, int sf, int64_t no
         if (g != GUARD_ACCEPT)
             log_warn(d->cfg->id, "%s: %s at %g", e->id, guard_verdict_name(g), v);
         if (d->persist)
-            persist_set(d->persist, d->cfg->id, e->id, d->guards[i].mark, now);
+            persist_set(d->persist, d->cfg->id, e->id,
+                        &(struct persist_counter){d->guards[i].mark, now, d->guards[i].offset});
     }
     state_set_number(st, i, v, now);
 }
@@ -769,10 +770,10 @@ struct device *device_new(struct loop *loop, const struct device_config *cfg,
 
     for (size_t i = 0; persist && i < n; i++) {
         const struct entity *e = &m->entities[i];
-        double v;
-        int64_t at;
-        if (e->counter != COUNTER_NONE && persist_get(persist, cfg->id, e->id, &v, &at))
-            d->guards[i] = (struct guard){.mark = v, .mark_ms = at, .has_mark = true};
+        struct persist_counter c;
+        if (e->counter != COUNTER_NONE && persist_get(persist, cfg->id, e->id, &c))
+            d->guards[i] = (struct guard){
+                .mark = c.total, .mark_ms = c.wall_ms, .offset = c.offset, .has_mark = true};
     }
     if (d->drv->open(&d->dd, &d->drv_state) < 0) {
         log_error(cfg->id, "the %s driver cannot open this device", d->drv->name);

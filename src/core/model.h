@@ -41,6 +41,7 @@ enum counter_kind {
     COUNTER_NONE,     // not an accumulating counter
     COUNTER_LIFETIME, // never goes down: a decrease is a glitch and is refused
     COUNTER_DAILY,    // may fall back to (near) zero once a day; other decreases are glitches
+    COUNTER_CONTINUOUS, // a lifetime total across device-side resets: reading + carried offset
 };
 
 struct reg_ref {

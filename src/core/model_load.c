@@ -487,7 +487,7 @@ static void read_entity(struct loader *L, struct entity *e, const struct node *n
                 "'%s'",
                 e->device_class);
 
-    static const char *const counters[] = {"none", "lifetime", "daily", NULL};
+    static const char *const counters[] = {"none", "lifetime", "daily", "continuous", NULL};
     int counter = -1;
     rd_choice(r, n, path, "counter", counters, &counter);
     // A total_increasing sensor is a counter that only grows; a plain `total` may go both ways
@@ -499,7 +499,7 @@ static void read_entity(struct loader *L, struct entity *e, const struct node *n
     if (rd_num(r, n, path, "max_rate", 0, 1e15, &e->max_rate) > 0 && e->counter == COUNTER_NONE)
         diag_at(r->d, r->file, node_get(n, "max_rate"), rd_key(r, path, "max_rate"),
                 "max_rate only applies to counters (state_class total_increasing, or counter: "
-                "lifetime/daily)");
+                "lifetime/daily/continuous)");
 
     // Writable components.
     e->writable = e->component == COMP_NUMBER || e->component == COMP_SELECT ||

@@ -77,19 +77,22 @@ void persist_close(struct persist *p)
     free(p);
 }
 
-bool persist_get(const struct persist *p, const char *device, const char *entity, double *value,
-                 int64_t *wall_ms)
+bool persist_get(const struct persist *p, const char *device, const char *entity,
+                 struct persist_counter *out)
 {
+    // [total, wall_ms] (first layout) or [total, wall_ms, offset].
     json_t *e = json_object_get(json_object_get(p->counters, device), entity);
-    if (!json_is_array(e) || json_array_size(e) != 2 || !json_is_number(json_array_get(e, 0)))
+    size_t n = json_array_size(e);
+    if (!json_is_array(e) || n < 2 || n > 3 || !json_is_number(json_array_get(e, 0)))
         return false;
-    *value = json_number_value(json_array_get(e, 0));
-    *wall_ms = (int64_t)json_integer_value(json_array_get(e, 1));
+    out->total = json_number_value(json_array_get(e, 0));
+    out->wall_ms = (int64_t)json_integer_value(json_array_get(e, 1));
+    out->offset = n == 3 ? json_number_value(json_array_get(e, 2)) : 0;
     return true;
 }
 
-void persist_set(struct persist *p, const char *device, const char *entity, double value,
-                 int64_t wall_ms)
+void persist_set(struct persist *p, const char *device, const char *entity,
+                 const struct persist_counter *c)
 {
     json_t *dev = json_object_get(p->counters, device);
     if (!dev) {
@@ -97,9 +100,13 @@ void persist_set(struct persist *p, const char *device, const char *entity, doub
         json_object_set_new(p->counters, device, dev);
     }
     json_t *e = json_object_get(dev, entity);
-    if (e && json_real_value(json_array_get(e, 0)) == value)
+    if (e && json_number_value(json_array_get(e, 0)) == c->total &&
+        json_number_value(json_array_get(e, 2)) == c->offset)
         return;
-    json_object_set_new(dev, entity, json_pack("[f,I]", value, (json_int_t)wall_ms));
+    json_object_set_new(dev, entity,
+                        c->offset
+                            ? json_pack("[f,I,f]", c->total, (json_int_t)c->wall_ms, c->offset)
+                            : json_pack("[f,I]", c->total, (json_int_t)c->wall_ms));
     p->dirty = true;
 }
 

@@ -15,11 +15,18 @@ struct persist;
 struct persist *persist_open(const char *dir);
 void persist_close(struct persist *p);
 
-// The last stored mark of a counter; false when none.
-bool persist_get(const struct persist *p, const char *device, const char *entity, double *value,
-                 int64_t *wall_ms);
-void persist_set(struct persist *p, const char *device, const char *entity, double value,
-                 int64_t wall_ms);
+// What is kept of one counter.
+struct persist_counter {
+    double total;    // the high-water mark published
+    int64_t wall_ms; // when it was reached
+    double offset;   // continuous counters: carried across device resets (0 otherwise)
+};
+
+// The stored record of a counter; false when none.
+bool persist_get(const struct persist *p, const char *device, const char *entity,
+                 struct persist_counter *out);
+void persist_set(struct persist *p, const char *device, const char *entity,
+                 const struct persist_counter *c);
 // Writes the file if anything changed since the last flush. Returns 0 or -errno.
 int persist_flush(struct persist *p);
 bool persist_dirty(const struct persist *p);

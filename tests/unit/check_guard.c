@@ -142,6 +142,14 @@ static const struct script scripts[] = {
      2},
 };
 
+// Most cases care only about the verdict.
+static enum guard_verdict gc(struct guard *g, enum counter_kind kind, double max_rate, double noise,
+                             double value, int64_t now_ms)
+{
+    double out;
+    return guard_check(g, kind, max_rate, noise, value, now_ms, &out);
+}
+
 START_TEST(test_script)
 {
     const struct script *s = &scripts[_i];
@@ -149,7 +157,7 @@ START_TEST(test_script)
     memset(&g, 0, sizeof(g));
     for (size_t i = 0; i < s->n; i++) {
         const struct step *st = &s->steps[i];
-        enum guard_verdict v = guard_check(&g, s->kind, s->max_rate, s->noise, st->value, st->t_ms);
+        enum guard_verdict v = gc(&g, s->kind, s->max_rate, s->noise, st->value, st->t_ms);
         ck_assert_msg((int)v == st->verdict, "%s, step %zu (%g): expected '%s', got '%s'", s->name,
                       i, st->value, guard_verdict_name((enum guard_verdict)st->verdict),
                       guard_verdict_name(v));
@@ -166,11 +174,11 @@ END_TEST
 START_TEST(test_mark_time_follows_acceptance)
 {
     struct guard g = {0};
-    guard_check(&g, COUNTER_LIFETIME, 0, 0, 10, 1000);
+    gc(&g, COUNTER_LIFETIME, 0, 0, 10, 1000);
     ck_assert_int_eq(g.mark_ms, 1000);
-    guard_check(&g, COUNTER_LIFETIME, 0, 0, 9, 2000); // refused: the time stays
+    gc(&g, COUNTER_LIFETIME, 0, 0, 9, 2000); // refused: the time stays
     ck_assert_int_eq(g.mark_ms, 1000);
-    guard_check(&g, COUNTER_LIFETIME, 0, 0, 11, 3000);
+    gc(&g, COUNTER_LIFETIME, 0, 0, 11, 3000);
     ck_assert_int_eq(g.mark_ms, 3000);
 }
 END_TEST
@@ -180,22 +188,20 @@ END_TEST
 START_TEST(test_rebase_after_consistent_lower_readings)
 {
     struct guard g = {0};
-    ck_assert_int_eq(guard_check(&g, COUNTER_LIFETIME, 0, 0, 5000, 0), GUARD_ACCEPT);
+    ck_assert_int_eq(gc(&g, COUNTER_LIFETIME, 0, 0, 5000, 0), GUARD_ACCEPT);
     double v = 10;
     for (int i = 1; i < GUARD_REBASE_AFTER; i++) {
         v += 0.1;
-        ck_assert_int_eq(guard_check(&g, COUNTER_LIFETIME, 0, 0, v, i * MIN),
-                         GUARD_REJECT_DECREASE);
+        ck_assert_int_eq(gc(&g, COUNTER_LIFETIME, 0, 0, v, i * MIN), GUARD_REJECT_DECREASE);
         ck_assert_double_eq(g.mark, 5000);
     }
     v += 0.1;
-    ck_assert_int_eq(guard_check(&g, COUNTER_LIFETIME, 0, 0, v, GUARD_REBASE_AFTER * MIN),
+    ck_assert_int_eq(gc(&g, COUNTER_LIFETIME, 0, 0, v, GUARD_REBASE_AFTER * MIN),
                      GUARD_ACCEPT_REBASE);
     ck_assert_double_eq(g.mark, v);
     // From the new level on, the ordinary rules apply again.
-    ck_assert_int_eq(guard_check(&g, COUNTER_LIFETIME, 0, 0, v - 1, 100 * MIN),
-                     GUARD_REJECT_DECREASE);
-    ck_assert_int_eq(guard_check(&g, COUNTER_LIFETIME, 0, 0, v + 1, 101 * MIN), GUARD_ACCEPT);
+    ck_assert_int_eq(gc(&g, COUNTER_LIFETIME, 0, 0, v - 1, 100 * MIN), GUARD_REJECT_DECREASE);
+    ck_assert_int_eq(gc(&g, COUNTER_LIFETIME, 0, 0, v + 1, 101 * MIN), GUARD_ACCEPT);
 }
 END_TEST
 
@@ -203,12 +209,11 @@ END_TEST
 START_TEST(test_no_rebase_when_inconsistent)
 {
     struct guard g = {0};
-    guard_check(&g, COUNTER_LIFETIME, 0, 0, 5000, 0);
+    gc(&g, COUNTER_LIFETIME, 0, 0, 5000, 0);
     double v = 1000;
     for (int i = 1; i <= 3 * GUARD_REBASE_AFTER; i++) {
         v -= 1;
-        ck_assert_int_eq(guard_check(&g, COUNTER_LIFETIME, 0, 0, v, i * MIN),
-                         GUARD_REJECT_DECREASE);
+        ck_assert_int_eq(gc(&g, COUNTER_LIFETIME, 0, 0, v, i * MIN), GUARD_REJECT_DECREASE);
     }
     ck_assert_double_eq(g.mark, 5000);
     ck_assert(g.low_count <= 1);
@@ -219,14 +224,12 @@ END_TEST
 START_TEST(test_no_rebase_when_interrupted)
 {
     struct guard g = {0};
-    guard_check(&g, COUNTER_LIFETIME, 0, 0, 5000, 0);
+    gc(&g, COUNTER_LIFETIME, 0, 0, 5000, 0);
     for (int i = 1; i <= 2 * GUARD_REBASE_AFTER; i++) {
         if (i % 10 == 0)
-            ck_assert_int_eq(guard_check(&g, COUNTER_LIFETIME, 0, 0, 5000 + i, i * MIN),
-                             GUARD_ACCEPT);
+            ck_assert_int_eq(gc(&g, COUNTER_LIFETIME, 0, 0, 5000 + i, i * MIN), GUARD_ACCEPT);
         else
-            ck_assert_int_eq(guard_check(&g, COUNTER_LIFETIME, 0, 0, 10, i * MIN),
-                             GUARD_REJECT_DECREASE);
+            ck_assert_int_eq(gc(&g, COUNTER_LIFETIME, 0, 0, 10, i * MIN), GUARD_REJECT_DECREASE);
     }
     ck_assert(g.mark >= 5000);
 }
@@ -236,11 +239,11 @@ END_TEST
 START_TEST(test_spike_count_restarts)
 {
     struct guard g = {0};
-    guard_check(&g, COUNTER_LIFETIME, 1, 0, 100, 0);
+    gc(&g, COUNTER_LIFETIME, 1, 0, 100, 0);
     for (int round = 0; round < 5; round++) {
-        ck_assert_int_eq(guard_check(&g, COUNTER_LIFETIME, 1, 0, 900, MIN), GUARD_REJECT_SPIKE);
-        ck_assert_int_eq(guard_check(&g, COUNTER_LIFETIME, 1, 0, 901, MIN), GUARD_REJECT_SPIKE);
-        ck_assert_int_eq(guard_check(&g, COUNTER_LIFETIME, 1, 0, 99, MIN), GUARD_REJECT_DECREASE);
+        ck_assert_int_eq(gc(&g, COUNTER_LIFETIME, 1, 0, 900, MIN), GUARD_REJECT_SPIKE);
+        ck_assert_int_eq(gc(&g, COUNTER_LIFETIME, 1, 0, 901, MIN), GUARD_REJECT_SPIKE);
+        ck_assert_int_eq(gc(&g, COUNTER_LIFETIME, 1, 0, 99, MIN), GUARD_REJECT_DECREASE);
     }
     ck_assert_double_eq(g.mark, 100);
 }
@@ -258,6 +261,54 @@ START_TEST(test_verdict_names)
 }
 END_TEST
 
+// A continuous counter carries the device's own reset (resetEnergy) over: the published total
+// keeps rising from where it was.
+START_TEST(test_continuous_carries_reset)
+{
+    struct guard g = {0};
+    double out = 0;
+    ck_assert_int_eq(guard_check(&g, COUNTER_CONTINUOUS, 0, 0, 100, 0, &out), GUARD_ACCEPT);
+    ck_assert_int_eq(guard_check(&g, COUNTER_CONTINUOUS, 0, 0, 120, 1000, &out), GUARD_ACCEPT);
+    ck_assert(out == 120);
+    // The reset: 0, then slowly rising. Held back until it has held three readings.
+    ck_assert_int_eq(guard_check(&g, COUNTER_CONTINUOUS, 0, 0, 0, 2000, &out),
+                     GUARD_REJECT_DECREASE);
+    ck_assert_int_eq(guard_check(&g, COUNTER_CONTINUOUS, 0, 0, 0.5, 3000, &out),
+                     GUARD_REJECT_DECREASE);
+    ck_assert_int_eq(guard_check(&g, COUNTER_CONTINUOUS, 0, 0, 1, 4000, &out),
+                     GUARD_ACCEPT_CONTINUED);
+    ck_assert(out == 121); // 120 carried + 1
+    ck_assert(g.offset == 120);
+    ck_assert_int_eq(guard_check(&g, COUNTER_CONTINUOUS, 0, 0, 5, 5000, &out), GUARD_ACCEPT);
+    ck_assert(out == 125);
+}
+END_TEST
+
+// A zero that comes back up is a glitch, never a reset: nothing is counted twice.
+START_TEST(test_continuous_glitch_not_a_reset)
+{
+    struct guard g = {0};
+    double out = 0;
+    guard_check(&g, COUNTER_CONTINUOUS, 0, 0, 100, 0, &out);
+    ck_assert_int_eq(guard_check(&g, COUNTER_CONTINUOUS, 0, 0, 0, 1000, &out),
+                     GUARD_REJECT_DECREASE);
+    ck_assert_int_eq(guard_check(&g, COUNTER_CONTINUOUS, 0, 0, 0, 2000, &out),
+                     GUARD_REJECT_DECREASE);
+    ck_assert_int_eq(guard_check(&g, COUNTER_CONTINUOUS, 0, 0, 101, 3000, &out), GUARD_ACCEPT);
+    ck_assert(out == 101);
+    ck_assert(g.offset == 0);
+    // A lasting lower level (not near zero) continues from the total reached.
+    double v = 60;
+    enum guard_verdict r = GUARD_REJECT_DECREASE;
+    for (int k = 0; k < GUARD_REBASE_AFTER; k++)
+        r = guard_check(&g, COUNTER_CONTINUOUS, 0, 0, v + k * 0.1, 4000 + k * 1000, &out);
+    ck_assert_int_eq(r, GUARD_ACCEPT_REBASE);
+    ck_assert(fabs(out - 101) < 1e-9);
+    ck_assert_int_eq(guard_check(&g, COUNTER_CONTINUOUS, 0, 0, v + 10, 90000, &out), GUARD_ACCEPT);
+    ck_assert(out > 101);
+}
+END_TEST
+
 static Suite *guard_suite(void)
 {
     Suite *s = suite_create("guard");
@@ -271,6 +322,8 @@ static Suite *guard_suite(void)
     tcase_add_test(rc, test_no_rebase_when_interrupted);
     tcase_add_test(rc, test_spike_count_restarts);
     tcase_add_test(rc, test_verdict_names);
+    tcase_add_test(rc, test_continuous_carries_reset);
+    tcase_add_test(rc, test_continuous_glitch_not_a_reset);
     suite_add_tcase(s, rc);
     return s;
 }

@@ -390,7 +390,7 @@ static const struct rule_case rules[] = {
      "    register: {table: input, address: 0}\n"
      "    max_rate: 5\n",
      {"8:15: entities[0].max_rate: max_rate only applies to counters (state_class "
-      "total_increasing, or counter: lifetime/daily)"}},
+      "total_increasing, or counter: lifetime/daily/continuous)"}},
     {"power sensor the Energy dashboard cannot use",
      "  - id: a\n"
      "    register: {table: input, address: 0}\n"
