@@ -12,7 +12,8 @@ smoke=""
 top=$(cd "$(dirname "$0")/.." && pwd)
 bin=$build/src/energy2mqtt
 sim=$build/tests/sim/e2m-modbus-sim
-for f in "$bin" "$sim"; do
+smsim=$build/tests/sim/e2m-smartmeter-sim
+for f in "$bin" "$sim" "$smsim"; do
     [ -x "$f" ] || { echo "demo: $f is missing; build first (make demo does)" >&2; exit 1; }
 done
 mosquitto=$(command -v mosquitto || echo /usr/sbin/mosquitto)
@@ -40,12 +41,12 @@ free_port() {
     done
 }
 
-wait_ready() { # file -> the "ready tcp N" port
+wait_ready() { # file -> the port of its "ready tcp N [mqtt]" line
     i=0
     while [ $i -lt 100 ]; do
         line=$(grep -m1 '^ready ' "$1" 2>/dev/null || true)
         if [ -n "$line" ]; then
-            echo "${line##* }"
+            echo "$line" | cut -d' ' -f3
             return
         fi
         sleep 0.05
@@ -60,19 +61,35 @@ printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n' "$mqtt
     >"$work/mosquitto.conf"
 "$mosquitto" -c "$work/mosquitto.conf" >"$work/mosquitto.log" 2>&1 &
 pids="$pids $!"
+# The simulated SmartMeter connects to the broker at once (and, like the firmware, retries only
+# after a while): wait until the broker listens.
+i=0
+until (exec 3<>"/dev/tcp/127.0.0.1/$mqtt_port") 2>/dev/null; do
+    i=$((i + 1))
+    [ $i -lt 100 ] || { echo "demo: mosquitto did not start; see $work/mosquitto.log" >&2; exit 1; }
+    sleep 0.05
+done
 
 # The simulators keep reading commands on stdin; a FIFO held open keeps it from closing.
-mkfifo "$work/inverter.ctl" "$work/meter.ctl"
+mkfifo "$work/inverter.ctl" "$work/meter.ctl" "$work/plug.ctl" "$work/house.ctl"
 "$sim" --profile sunspec --port 0 <"$work/inverter.ctl" >"$work/inverter.out" 2>&1 &
 pids="$pids $!"
 "$sim" --profile sdm630 --port 0 <"$work/meter.ctl" >"$work/meter.out" 2>&1 &
 pids="$pids $!"
-exec 7>"$work/inverter.ctl" 8>"$work/meter.ctl"
+"$smsim" --type powermeter --name plug --port 0 <"$work/plug.ctl" >"$work/plug.out" 2>"$work/plug.err" &
+pids="$pids $!"
+"$smsim" --type smartmeter --name smartmeter1 --port 0 --mqtt "127.0.0.1:$mqtt_port" \
+    --interval 2 <"$work/house.ctl" >"$work/house.out" 2>"$work/house.err" &
+pids="$pids $!"
+exec 7>"$work/inverter.ctl" 8>"$work/meter.ctl" 5>"$work/plug.ctl" 6>"$work/house.ctl"
 E2M_DEMO_INVERTER_PORT=$(wait_ready "$work/inverter.out")
 E2M_DEMO_METER_PORT=$(wait_ready "$work/meter.out")
+E2M_DEMO_PLUG_PORT=$(wait_ready "$work/plug.out")
+wait_ready "$work/house.out" >/dev/null
 E2M_DEMO_MQTT_PORT=$mqtt_port
 E2M_DEMO_STATE_DIR=$work
-export E2M_DEMO_MQTT_PORT E2M_DEMO_INVERTER_PORT E2M_DEMO_METER_PORT E2M_DEMO_STATE_DIR
+export E2M_DEMO_MQTT_PORT E2M_DEMO_INVERTER_PORT E2M_DEMO_METER_PORT E2M_DEMO_PLUG_PORT \
+    E2M_DEMO_STATE_DIR
 
 sub="mosquitto_sub -h 127.0.0.1 -p $mqtt_port"
 pub="mosquitto_pub -h 127.0.0.1 -p $mqtt_port"
@@ -82,6 +99,8 @@ energy2mqtt demo
   broker      mqtt://127.0.0.1:$mqtt_port (a private mosquitto; nothing leaves this machine)
   inverter    simulated SunSpec inverter, Modbus TCP 127.0.0.1:$E2M_DEMO_INVERTER_PORT
   grid_meter  simulated Eastron SDM630, Modbus TCP 127.0.0.1:$E2M_DEMO_METER_PORT
+  plug        simulated voelkerb PowerMeter, TCP 127.0.0.1:$E2M_DEMO_PLUG_PORT
+  house       simulated voelkerb SmartMeter publishing its own samples (MQTT mode)
   config      examples/demo.yaml
 
 In another terminal:
@@ -90,6 +109,7 @@ In another terminal:
   limit the inverter to 40 %:   $pub -t energy2mqtt/inverter/power_limit/set -m 40
   enable the limit:             $pub -t energy2mqtt/inverter/power_limit_enabled/set -m ON
   a refused command:            $pub -t energy2mqtt/inverter/power_limit/set -m 150
+  switch the plug off:          $pub -t energy2mqtt/plug/relay/set -m OFF
   pretend Home Assistant
   restarted:                    $pub -t homeassistant/status -m online
   check discovery offline:      $bin discovery -c $top/examples/demo.yaml | $build/tests/ha/ha_validate -
@@ -115,7 +135,9 @@ live() {
         }
         $1 ~ /inverter/ { inv = "inverter " num("power") " W, " num("energy") " kWh, limit " num("power_limit") " %" ; n++ }
         $1 ~ /grid_meter/ { met = "meter " num("power") " W, L1 " num("l1_voltage") " V, import " num("import_energy") " kWh" }
-        n && n % 3 == 0 && $1 ~ /inverter/ { printf "[demo] %s | %s\n", inv, met; fflush() }'
+        $1 ~ /plug/ { plug = "plug " num("power") " W" }
+        $1 ~ /house/ { house = "house " num("power") " W" }
+        n && n % 3 == 0 && $1 ~ /inverter/ { printf "[demo] %s | %s | %s | %s\n", inv, met, plug, house; fflush() }'
 }
 
 if [ -z "$smoke" ]; then
@@ -143,9 +165,13 @@ wait "$daemon" || { echo "demo: the daemon exited with an error" >&2; cat "$work
 configs=$(grep -c '^homeassistant/device/.*/config {' "$work/traffic.txt" || true)
 states=$(grep -c '^energy2mqtt/inverter/state {.*"power":[0-9]' "$work/traffic.txt" || true)
 meter=$(grep -c '^energy2mqtt/grid_meter/state {.*"l1_voltage":[0-9]' "$work/traffic.txt" || true)
-echo "demo: $configs discovery configs, $states inverter states, $meter meter states"
+plug=$(grep -c '^energy2mqtt/plug/state {.*"power":[0-9]' "$work/traffic.txt" || true)
+house=$(grep -c '^energy2mqtt/house/state {.*"power":[0-9]' "$work/traffic.txt" || true)
+echo "demo: $configs discovery configs; states: inverter $states, meter $meter, plug $plug," \
+    "house $house"
 grep -m1 '^energy2mqtt/inverter/state' "$work/traffic.txt" | cut -c1-160
-if [ "$configs" -ge 3 ] && [ "$states" -ge 2 ] && [ "$meter" -ge 2 ]; then
+if [ "$configs" -ge 5 ] && [ "$states" -ge 2 ] && [ "$meter" -ge 2 ] && [ "$plug" -ge 2 ] &&
+    [ "$house" -ge 2 ]; then
     echo "demo: OK"
 else
     cat "$work/daemon.log"

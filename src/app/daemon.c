@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -487,9 +488,13 @@ int daemon_run(const struct config *cfg)
     if (cfg->mqtt.client_id) {
         snprintf(client_id, sizeof(client_id), "%s", cfg->mqtt.client_id);
     } else {
+        // Two instances must never share an id (the broker would drop one for the other).
+        uint32_t suffix;
+        if (getrandom(&suffix, sizeof(suffix), 0) != sizeof(suffix))
+            suffix = (uint32_t)(dm.rng * 0x9e3779b97f4a7c15ULL >> 32);
         char base[64];
         discovery_sanitize(cfg->mqtt.base_topic, base, sizeof(base));
-        snprintf(client_id, sizeof(client_id), "%s-%08x", base, (unsigned)(dm.rng >> 16));
+        snprintf(client_id, sizeof(client_id), "%s-%08x", base, suffix);
     }
     topic_printf(will, sizeof(will), "%s/bridge/availability", dm.m->base_topic);
     struct link_config lc = {

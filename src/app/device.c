@@ -673,8 +673,20 @@ static void device_tick(void *arg)
         d->exprs_stale = false;
         eval_exprs(d, clock_wall_ms());
     }
-    if (d->busy)
+    if (d->busy) {
+        // A job is in flight (perhaps waiting long for an answer), but values the device
+        // pushed meanwhile still go out, at most once a second.
+        if (state_take_changed(&d->state))
+            mark_dirty(d);
+        int64_t now = loop_now(d->loop);
+        if (d->dirty && now - d->dirty_since >= 1000) {
+            d->dirty = false;
+            emit(d, DEVICE_STATE);
+        } else if (d->dirty) {
+            loop_timer_set(d->loop, &d->timer, d->dirty_since + 1000, device_tick, d);
+        }
         return;
+    }
     for (int guard = 0; guard < 4; guard++) {
         struct sched_time now = now_pair();
         struct sched_job sj;
@@ -1065,6 +1077,7 @@ void drv_alive(struct drv_ctx *c)
     struct device *d = c->d;
     sched_alive(d->sched, now_pair());
     d->last_ok_wall = clock_wall_ms();
+    mark_dirty(d); // like a poll: a state message, changed or not, so last_seen moves on
     poke(d);
 }
 

@@ -311,9 +311,14 @@ void broker_stop(struct broker *b)
 
 void sim_start(struct sim *s, const char *const *args)
 {
+    sim_start_bin(s, "tests/sim/e2m-modbus-sim", args);
+}
+
+void sim_start_bin(struct sim *s, const char *binary, const char *const *args)
+{
     char *argv[32];
     int n = 0;
-    argv[n++] = (char *)itest_path("build", "tests/sim/e2m-modbus-sim");
+    argv[n++] = (char *)itest_path("build", binary);
     for (; args && *args && n < 30; args++)
         argv[n++] = (char *)*args;
     argv[n] = NULL;
@@ -330,7 +335,8 @@ void sim_start(struct sim *s, const char *const *args)
     }
     char *save, *tok = strtok_r(line + 9, " ", &save);
     while (tok && s->n_ports < 8) {
-        s->ports[s->n_ports++] = atoi(tok);
+        if (tok[0] >= '0' && tok[0] <= '9') // "ready tcp 1234 mqtt": ports only
+            s->ports[s->n_ports++] = atoi(tok);
         tok = strtok_r(NULL, " ", &save);
     }
 }

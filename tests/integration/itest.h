@@ -60,6 +60,8 @@ struct sim {
     char rtu_path[512];
 };
 void sim_start(struct sim *s, const char *const *args);
+// The same for another simulator binary (a path under the build directory).
+void sim_start_bin(struct sim *s, const char *binary, const char *const *args);
 // Sends a control command and waits for its "ok"/"err" answer (returned in buf).
 bool sim_command(struct sim *s, char *buf, size_t n, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

@@ -331,10 +331,15 @@ static void command(const char *entity, const char *payload)
 
 // ---- tests ----------------------------------------------------------------------------------
 
+static bool both_groups_read(void)
+{
+    return have_power() && num("limit") == 40;
+}
+
 START_TEST(test_field_values)
 {
     start_device(NULL);
-    ck_assert(run_until(have_power, 2000));
+    ck_assert(run_until(both_groups_read, 3000)); // two groups, read one after the other
     ck_assert(run_until(is_online, 1000));
     ck_assert(num("double_power") == 246.8);
     ck_assert(num("energy") == 10.5);

@@ -243,6 +243,15 @@ static struct loop *loop;
 static struct device *d;
 static char subscribed[64];
 static char published_topic[64];
+static int state_events;
+
+static void on_event(void *arg, struct device *x, enum device_event ev)
+{
+    (void)arg;
+    (void)x;
+    if (ev == DEVICE_STATE)
+        state_events++;
+}
 
 static int on_subscribe(void *arg, const char *filter)
 {
@@ -261,9 +270,10 @@ static int on_publish(void *arg, const char *topic, const void *p, size_t len, b
     return 0;
 }
 
-static void start(enum mode mode, bool push)
+static void start_with(enum mode mode, bool push, const char *timeouts)
 {
     memset(&fk, 0, sizeof(fk));
+    state_events = 0;
     fk.mode = mode;
     fk.push = push;
     subscribed[0] = '\0';
@@ -285,8 +295,8 @@ static void start(enum mode mode, bool push)
     fprintf(f,
             "entities_dir: %s\nstate_dir: %s\ndevices:\n  - id: e1\n    model: test/evt\n"
             "    options: {poll_interval: 100ms, offline_after: 2, backoff_min: 100ms, "
-            "backoff_max: 200ms, reply_timeout: 150ms, connect_timeout: 150ms}\n",
-            dir, dir);
+            "backoff_max: 200ms, %s}\n",
+            dir, dir, timeouts);
     fclose(f);
     struct diag dg;
     diag_init(&dg);
@@ -295,10 +305,16 @@ static void start(enum mode mode, bool push)
     diag_free(&dg);
     ck_assert_int_eq(rc, 0);
     loop = loop_new();
-    struct device_hooks hooks = {.mqtt_subscribe = on_subscribe, .mqtt_publish = on_publish};
+    struct device_hooks hooks = {
+        .event = on_event, .mqtt_subscribe = on_subscribe, .mqtt_publish = on_publish};
     d = device_new(loop, &cfg->devices[0], NULL, &hooks);
     ck_assert_ptr_nonnull(d);
     ck_assert_int_eq(device_start(d), 0);
+}
+
+static void start(enum mode mode, bool push)
+{
+    start_with(mode, push, "reply_timeout: 150ms, connect_timeout: 150ms");
 }
 
 static void stop(void)
@@ -392,6 +408,19 @@ START_TEST(test_pushed_values_and_alive)
 }
 END_TEST
 
+// A job that waits long for its answer must not hold back values the device pushes meanwhile.
+START_TEST(test_pushed_values_published_while_a_job_waits)
+{
+    start_with(M_SILENT, true, "reply_timeout: 2s, connect_timeout: 500ms"); // 4.5 s per job
+    fk.next_push = 1;
+    run_for(2600);
+    ck_assert_int_eq(fk.aborts, 0); // still inside the first job
+    ck_assert_int_ge(state_events, 2);
+    ck_assert(num("pushed") == 1);
+    stop();
+}
+END_TEST
+
 START_TEST(test_mqtt_message_reaches_driver)
 {
     start(M_SYNC, false);
@@ -419,6 +448,7 @@ int main(void)
     tcase_add_test(tc, test_timeout_aborts_and_goes_offline);
     tcase_add_test(tc, test_pushed_values_and_alive);
     tcase_add_test(tc, test_mqtt_message_reaches_driver);
+    tcase_add_test(tc, test_pushed_values_published_while_a_job_waits);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
