@@ -161,6 +161,43 @@ START_TEST(stalled_meter_goes_offline_and_back)
 }
 END_TEST
 
+// Garbage on the line is survived; a meter that refuses connections goes offline, a command
+// meanwhile is dropped after its retries and snaps back, and nothing is switched later.
+START_TEST(garbage_refused_connections_and_commands_meanwhile)
+{
+    struct rig r;
+    rig_start(&r, "powermeter", false);
+    char ok[128], line[256];
+    ck_assert(sim_command(&r.meter, ok, sizeof(ok), "fault garbage"));
+    itest_sleep_ms(3000);
+    ck_assert(sim_command(&r.meter, ok, sizeof(ok), "fault none"));
+    collector_clear(r.mqtt);
+    char *s = collector_wait(r.mqtt, "energy2mqtt/m/state", "\"link_status\":\"online\"", 10000);
+    ck_assert_msg(s, "not back online after the garbage");
+    free(s);
+
+    collector_clear(r.mqtt);
+    ck_assert(sim_command(&r.meter, ok, sizeof(ok), "fault drop"));
+    s = collector_wait(r.mqtt, "energy2mqtt/m/availability", "offline", 20000);
+    ck_assert_msg(s, "a meter refusing connections never went offline");
+    free(s);
+    collector_publish(r.mqtt, "energy2mqtt/m/relay/set", "OFF", false);
+    long long end = itest_now_ms() + 20000;
+    while (itest_now_ms() < end && !proc_log_contains(&r.daemon, "relay: command dropped"))
+        itest_sleep_ms(200);
+    ck_assert_msg(proc_log_contains(&r.daemon, "relay: command dropped"),
+                  "the write to an unreachable meter was not dropped");
+    ck_assert(sim_command(&r.meter, ok, sizeof(ok), "fault none"));
+    s = collector_wait(r.mqtt, "energy2mqtt/m/availability", "online", 20000);
+    ck_assert_msg(s, "the meter did not come back");
+    free(s);
+    ck_assert(!sim_wait_write(&r.meter, "relay 0", line, sizeof(line), 1500));
+    ck_assert(sim_command(&r.meter, ok, sizeof(ok), "get relay"));
+    ck_assert_str_eq(ok, "ok 1");
+    rig_stop(&r);
+}
+END_TEST
+
 START_TEST(energy_total_survives_reset_energy)
 {
     struct rig r;
@@ -245,6 +282,8 @@ int main(int argc, char **argv)
         {"powermeter_relay_round_trip_and_refusal", powermeter_relay_round_trip_and_refusal},
         {"stalled_meter_goes_offline_and_back", stalled_meter_goes_offline_and_back},
         {"energy_total_survives_reset_energy", energy_total_survives_reset_energy},
+        {"garbage_refused_connections_and_commands_meanwhile",
+         garbage_refused_connections_and_commands_meanwhile},
         {"smartmeter_mqtt_mode", smartmeter_mqtt_mode},
         {"powermeter_mqtt_relay", powermeter_mqtt_relay},
     };
