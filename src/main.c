@@ -26,8 +26,11 @@ static void usage(FILE *out)
             "                       problem as file:line:column: key: what was expected\n"
             "  discovery -c FILE    print every Home Assistant discovery message the daemon\n"
             "                       would publish, one per line: topic<TAB>payload\n"
-            "  decode DRIVER DATA   decode one frame (hex) or payload and print it as JSON;\n"
-            "                       DATA '-' reads standard input\n"
+            "  decode DRIVER [--message NAME] DATA\n"
+            "                       decode one frame (hex) or payload and print it as JSON;\n"
+            "                       --message decodes a bare payload as that message (drivers\n"
+            "                       with named messages, e.g. hoymiles); DATA '-' reads\n"
+            "                       standard input\n"
             "  version              print the version\n"
             "\n"
             "options:\n"
@@ -80,7 +83,7 @@ static int cmd_discovery(const char *path)
     return 0;
 }
 
-static int cmd_decode(const char *name, const char *data)
+static int cmd_decode(const char *name, const char *message, const char *data)
 {
     const struct driver_ops *drv = drivers_find(name);
     if (!drv) {
@@ -92,6 +95,11 @@ static int cmd_decode(const char *name, const char *data)
         fprintf(stderr, "\n");
         return 2;
     }
+    if (message ? !drv->decode_message : !drv->decode) {
+        fprintf(stderr, "energy2mqtt: the %s driver has no %s\n", name,
+                message ? "named messages" : "decoder");
+        return 2;
+    }
     char buf[65536];
     if (strcmp(data, "-") == 0) {
         size_t len = fread(buf, 1, sizeof(buf) - 1, stdin);
@@ -99,11 +107,9 @@ static int cmd_decode(const char *name, const char *data)
         data = buf;
     }
     char err[256] = "";
-    if (!drv->decode) {
-        fprintf(stderr, "energy2mqtt: the %s driver has no decoder\n", name);
-        return 2;
-    }
-    if (drv->decode(data, stdout, err, sizeof(err)) < 0) {
+    int rc = message ? drv->decode_message(message, data, stdout, err, sizeof(err))
+                     : drv->decode(data, stdout, err, sizeof(err));
+    if (rc < 0) {
         fprintf(stderr, "energy2mqtt: %s\n", err);
         return 1;
     }
@@ -133,6 +139,7 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[i++];
     const char *config = NULL;
+    const char *message = NULL;
     // Options after the command: -c FILE, -v.
     const char *rest[2] = {NULL, NULL};
     size_t n_rest = 0;
@@ -143,6 +150,12 @@ int main(int argc, char **argv)
                 return 2;
             }
             config = argv[i];
+        } else if (strcmp(argv[i], "--message") == 0) {
+            if (++i >= argc) {
+                fprintf(stderr, "energy2mqtt: --message needs a message name\n");
+                return 2;
+            }
+            message = argv[i];
         } else if (strcmp(argv[i], "-v") == 0 || strcmp(argv[i], "--verbose") == 0) {
             verbose++;
         } else if (n_rest < 2) {
@@ -161,13 +174,13 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "decode") == 0) {
         if (n_rest != 2) {
-            fprintf(stderr, "usage: energy2mqtt decode DRIVER DATA\n");
+            fprintf(stderr, "usage: energy2mqtt decode DRIVER [--message NAME] DATA\n");
             return 2;
         }
-        return cmd_decode(rest[0], rest[1]);
+        return cmd_decode(rest[0], message, rest[1]);
     }
     if (strcmp(cmd, "run") == 0 || strcmp(cmd, "validate") == 0 || strcmp(cmd, "discovery") == 0) {
-        if (!config || n_rest) {
+        if (!config || n_rest || message) {
             fprintf(stderr, "usage: energy2mqtt %s -c FILE\n", cmd);
             return 2;
         }

@@ -82,6 +82,7 @@ struct device {
     struct pending_write *writes;
     struct command_value *sent; // what the last write of each entity carried
     bool *confirm;              // written, to be compared with the read-back
+    bool *assumed;              // the value shown is the last command, not a reading
 
     struct sched_job sjob;
     struct drv_job job;
@@ -108,10 +109,11 @@ struct device {
     struct device_stats stats;
 };
 
-static struct sched_time now_pair(void)
+// Both clocks for the scheduler, from the loop (which may run on simulated time).
+static struct sched_time now_pair(const struct device *d)
 {
-    int64_t wall = clock_wall_ms();
-    return (struct sched_time){clock_mono_ms(), wall + clock_local_offset_ms(wall)};
+    int64_t wall = loop_wall(d->loop);
+    return (struct sched_time){loop_now(d->loop), wall + clock_local_offset_ms(wall)};
 }
 
 // ---- plan -----------------------------------------------------------------------------------
@@ -143,9 +145,22 @@ static void order_exprs(struct device *d, size_t i, bool *done)
     d->exprs[d->n_exprs++] = i; // after everything it depends on
 }
 
+// A field group's default interval: the driver's option for it, or the poll interval.
+static int64_t group_interval(const struct device *d, uint8_t field_group)
+{
+    const char *opt =
+        d->drv->n_groups > field_group ? d->drv->groups[field_group].interval_option : NULL;
+    return opt ? params_ms(&d->cfg->driver_options, opt)
+               : params_ms(&d->cfg->core_options, "poll_interval");
+}
+
 static int64_t entity_interval(const struct device *d, const struct entity *e)
 {
-    return e->interval_ms ? e->interval_ms : params_ms(&d->cfg->core_options, "poll_interval");
+    if (e->interval_ms)
+        return e->interval_ms;
+    if (e->source == SRC_FIELD)
+        return group_interval(d, d->drv->fields[e->field].group);
+    return params_ms(&d->cfg->core_options, "poll_interval");
 }
 
 static void group_add_entity(struct group *g, size_t i)
@@ -246,10 +261,19 @@ out:
     return rc;
 }
 
+// The scheduler group that polls a driver's field group, or -1.
+static int device_group(const struct device *d, uint8_t field_group)
+{
+    for (size_t g = 0; g < d->n_groups; g++)
+        if (d->groups[g].field_group == field_group)
+            return (int)g;
+    return -1;
+}
+
 static void plan_fields(struct device *d)
 {
     const struct model *m = d->model;
-    d->groups = xcalloc(m->n_entities + 1, sizeof(*d->groups));
+    d->groups = xcalloc(m->n_entities + d->drv->n_groups + 1, sizeof(*d->groups));
     for (size_t i = 0; i < m->n_entities; i++) {
         const struct entity *e = &m->entities[i];
         d->bind[i].group = d->bind[i].sf_group = NO_GROUP;
@@ -268,6 +292,14 @@ static void plan_fields(struct device *d)
         }
         d->bind[i].group = (int)g;
         group_add_entity(&d->groups[g], i);
+    }
+    // Groups the driver needs whether or not an entity reads them.
+    for (size_t fg = 0; fg < d->drv->n_groups; fg++) {
+        if (!d->drv->groups[fg].always || device_group(d, (uint8_t)fg) >= 0)
+            continue;
+        d->groups[d->n_groups].field_group = (uint8_t)fg;
+        d->groups[d->n_groups].interval_ms = group_interval(d, (uint8_t)fg);
+        d->n_groups++;
     }
 }
 
@@ -353,7 +385,7 @@ static void store_raw(struct device *d, size_t i, double raw, int sf, int64_t no
                                            entity_resolution(e, sf), v, now, &v);
         if (!guard_accepted(g)) {
             d->stats.guard_rejects++;
-            log_limited(&d->guard_limit, clock_mono_ms(), LOG_LVL_WARN, d->cfg->id,
+            log_limited(&d->guard_limit, loop_now(d->loop), LOG_LVL_WARN, d->cfg->id,
                         "%s: %s (read %g, last %g)", e->id, guard_verdict_name(g), v,
                         d->guards[i].mark);
             return;
@@ -464,11 +496,12 @@ static void check_confirmations(struct device *d, int group)
 static void mark_dirty(struct device *d)
 {
     if (!d->dirty)
-        d->dirty_since = clock_mono_ms();
+        d->dirty_since = loop_now(d->loop);
     d->dirty = true;
 }
 
 static void device_tick(void *arg);
+static void poke(struct device *d);
 
 static void emit(struct device *d, enum device_event ev)
 {
@@ -488,6 +521,8 @@ static enum sched_result classify(const struct drv_result *res, bool *refused)
     switch (res->status) {
     case DRV_OK: return SCHED_RESULT_OK;
     case DRV_SLEEPING: return SCHED_RESULT_SLEEPING;
+    case DRV_SKIPPED: return SCHED_RESULT_SKIPPED;
+    case DRV_ERR_BUSY: return SCHED_RESULT_BUSY;
     case DRV_ERR_EXCEPTION:
         // Busy, failure and gateway exceptions are transient trouble; the others mean the
         // device answered and refused this particular request.
@@ -503,7 +538,7 @@ static enum sched_result classify(const struct drv_result *res, bool *refused)
 static void job_done(void *arg)
 {
     struct device *d = arg;
-    int64_t wall = clock_wall_ms();
+    int64_t wall = loop_wall(d->loop);
     bool refused;
     enum sched_result r = classify(d->res, &refused);
     const struct sched_job *sj = &d->sjob;
@@ -514,14 +549,25 @@ static void job_done(void *arg)
             d->stats.poll_errors++;
         else
             d->stats.writes_failed++;
-        log_limited(&d->fail_limit, clock_mono_ms(), LOG_LVL_WARN, d->cfg->id, "%s failed: %s",
+        log_limited(&d->fail_limit, loop_now(d->loop), LOG_LVL_WARN, d->cfg->id, "%s failed: %s",
                     sj->kind == SCHED_JOB_WRITE ? "write" : "poll", d->res->detail);
-    } else if (r == SCHED_RESULT_OK) {
+    } else if (r == SCHED_RESULT_OK || r == SCHED_RESULT_BUSY) {
         d->last_ok_wall = wall;
         log_release(&d->fail_limit, d->cfg->id, "answering again");
     }
 
-    if (sj->kind == SCHED_JOB_POLL) {
+    if (r == SCHED_RESULT_SKIPPED) {
+        // Nothing was sent: no poll happened, and a write was not needed.
+        if (sj->kind == SCHED_JOB_WRITE) {
+            log_info(d->cfg->id, "%s: not sent: %s", d->model->entities[sj->target].id,
+                     d->res->detail[0] ? d->res->detail : "not needed");
+            mark_dirty(d);
+        }
+    } else if (r == SCHED_RESULT_BUSY) {
+        if (sj->kind == SCHED_JOB_WRITE)
+            log_info(d->cfg->id, "%s: the device is busy (%s); trying again later",
+                     d->model->entities[sj->target].id, d->res->detail);
+    } else if (sj->kind == SCHED_JOB_POLL) {
         d->stats.polls++;
         struct group *g = &d->groups[sj->group];
         if (r == SCHED_RESULT_OK && !refused) {
@@ -540,7 +586,7 @@ static void job_done(void *arg)
         } else if (refused) {
             // The device answers but will not give this block (e.g. an address it lacks):
             // its values are unknown now, not frozen at their last reading.
-            log_limited(&d->refuse_limit, clock_mono_ms(), LOG_LVL_WARN, d->cfg->id,
+            log_limited(&d->refuse_limit, loop_now(d->loop), LOG_LVL_WARN, d->cfg->id,
                         "read refused: %s", d->res->detail);
             g->valid = false;
             for (size_t k = 0; k < g->n_entities; k++)
@@ -564,7 +610,7 @@ static void job_done(void *arg)
             log_info(d->cfg->id, "%s written", e->id);
         }
     }
-    sched_done(d->sched, now_pair(), r);
+    sched_done(d->sched, now_pair(d), r);
     device_tick(d);
 }
 
@@ -644,7 +690,7 @@ static void start_job(struct device *d, const struct sched_job *sj)
         if (build_write(d, sj->target) < 0) {
             // Validated when queued, so this is a bug; never send half-built bytes.
             log_error(d->cfg->id, "%s: cannot encode the write", d->model->entities[sj->target].id);
-            sched_done(d->sched, now_pair(), SCHED_RESULT_OK);
+            sched_done(d->sched, now_pair(d), SCHED_RESULT_OK);
             mark_dirty(d);
             return;
         }
@@ -660,7 +706,7 @@ static void start_job(struct device *d, const struct sched_job *sj)
     }
     if (worker_submit(d->worker, run_job, job_done, d) < 0) {
         log_error(d->cfg->id, "worker busy; job skipped");
-        sched_done(d->sched, now_pair(), SCHED_RESULT_FAIL);
+        sched_done(d->sched, now_pair(d), SCHED_RESULT_FAIL);
         return;
     }
     d->busy = true;
@@ -671,7 +717,7 @@ static void device_tick(void *arg)
     struct device *d = arg;
     if (d->exprs_stale) {
         d->exprs_stale = false;
-        eval_exprs(d, clock_wall_ms());
+        eval_exprs(d, loop_wall(d->loop));
     }
     if (d->busy) {
         // A job is in flight (perhaps waiting long for an answer), but values the device
@@ -688,7 +734,7 @@ static void device_tick(void *arg)
         return;
     }
     for (int guard = 0; guard < 4; guard++) {
-        struct sched_time now = now_pair();
+        struct sched_time now = now_pair(d);
         struct sched_job sj;
         int64_t at = sched_next(d->sched, now, &sj);
         uint32_t target;
@@ -755,6 +801,7 @@ struct device *device_new(struct loop *loop, const struct device_config *cfg,
     d->guards = xcalloc(n + 1, sizeof(*d->guards));
     d->writes = xcalloc(n + 1, sizeof(*d->writes));
     d->confirm = xcalloc(n + 1, sizeof(bool));
+    d->assumed = xcalloc(n + 1, sizeof(bool));
     d->sent = xcalloc(n + 1, sizeof(*d->sent));
     d->res = xcalloc(1, sizeof(*d->res));
     d->ctx.d = d;
@@ -806,7 +853,7 @@ int device_start(struct device *d)
             return -EAGAIN;
         }
     }
-    d->sched = sched_new(&d->scfg, (uint64_t)clock_wall_ms() ^ (uintptr_t)d, now_pair());
+    d->sched = sched_new(&d->scfg, (uint64_t)loop_wall(d->loop) ^ (uintptr_t)d, now_pair(d));
     if (d->drv->style == DRV_EVENT && d->drv->start && d->drv->start(d->drv_state, &d->ctx) < 0) {
         log_error(d->cfg->id, "the %s driver cannot start this device", d->drv->name);
         return -EINVAL;
@@ -849,6 +896,7 @@ void device_free(struct device *d)
     free(d->guards);
     free(d->writes);
     free(d->confirm);
+    free(d->assumed);
     free(d->sent);
     free(d->res);
     state_free(&d->state);
@@ -896,9 +944,23 @@ int device_command(struct device *d, const struct entity *e, const struct comman
             return -ERANGE;
         }
     }
+    if (e->component == COMP_NUMBER && e->deadband > 0) {
+        // Compare with what the device will hold: the pending value, else the current one.
+        const struct value *v = &d->state.v[i];
+        bool known = d->writes[i].queued || v->kind == VALUE_NUMBER;
+        double ref = d->writes[i].queued ? d->writes[i].cv.value : v->num;
+        if (known && fabs(cv->value - ref) < e->deadband) {
+            log_debug(d->cfg->id, "%s: %g is within the dead band (%g) of %g: not sent", e->id,
+                      cv->value, e->deadband, ref);
+            mark_dirty(d); // the control shows the value in effect again
+            poke(d);
+            return 0;
+        }
+    }
     bool coalesced = d->writes[i].queued;
     d->writes[i] = (struct pending_write){.queued = true, .cv = *cv, .raw = raw};
-    sched_write(d->sched, now_pair(), (uint32_t)i, d->bind[i].group);
+    sched_write(d->sched, now_pair(d), (uint32_t)i, d->bind[i].group,
+                e->has_write_interval ? e->write_interval_ms : -1);
     log_info(d->cfg->id, "%s: command queued%s", e->id,
              coalesced ? " (replaces the pending one)" : "");
     if (!d->busy) {
@@ -914,6 +976,7 @@ char *device_state_json(struct device *d)
         .link_status = sched_state_name(d->last_state),
         .last_seen_ms = d->last_ok_wall,
         .poll_errors = d->stats.poll_errors,
+        .assumed = d->assumed,
     };
     return publish_state_json(d->cfg, &d->state, &diag);
 }
@@ -927,7 +990,7 @@ void device_get_stats(const struct device *d, struct device_stats *out)
 
 void device_sched_status(const struct device *d, struct sched_status *out)
 {
-    sched_status(d->sched, now_pair(), out);
+    sched_status(d->sched, now_pair(d), out);
 }
 
 // ---- services for event-driven drivers --------------------------------------------------------
@@ -948,8 +1011,7 @@ int64_t drv_now_ms(const struct drv_ctx *c)
 
 int64_t drv_wall_ms(const struct drv_ctx *c)
 {
-    (void)c;
-    return clock_wall_ms();
+    return loop_wall(c->d->loop);
 }
 
 const char *drv_device_id(const struct drv_ctx *c)
@@ -1039,13 +1101,18 @@ void drv_timer_cancel(struct drv_ctx *c)
 }
 
 // A value of `field` for every entity that reads it.
-static void field_value(struct device *d, uint16_t field, const double *num, const char *text)
+static void field_value(struct device *d, uint16_t field, const double *num, const char *text,
+                        bool assumed)
 {
-    int64_t wall = clock_wall_ms();
+    int64_t wall = loop_wall(d->loop);
     for (size_t i = 0; i < d->model->n_entities; i++) {
         const struct entity *e = &d->model->entities[i];
         if (!d->active[i] || e->source != SRC_FIELD || e->field != field)
             continue;
+        if (d->assumed[i] != assumed) {
+            d->assumed[i] = assumed;
+            d->state.changed = true;
+        }
         if (text)
             state_set_text(&d->state, i, text, wall);
         else if (num && !e->text)
@@ -1059,24 +1126,39 @@ static void field_value(struct device *d, uint16_t field, const double *num, con
 
 void drv_value(struct drv_ctx *c, uint16_t field, double value)
 {
-    field_value(c->d, field, &value, NULL);
+    field_value(c->d, field, &value, NULL, false);
+}
+
+void drv_value_assumed(struct drv_ctx *c, uint16_t field, double value)
+{
+    field_value(c->d, field, &value, NULL, true);
 }
 
 void drv_text(struct drv_ctx *c, uint16_t field, const char *text)
 {
-    field_value(c->d, field, NULL, text);
+    field_value(c->d, field, NULL, text, false);
 }
 
 void drv_unknown(struct drv_ctx *c, uint16_t field)
 {
-    field_value(c->d, field, NULL, NULL);
+    field_value(c->d, field, NULL, NULL, false);
+}
+
+void drv_poll_first(struct drv_ctx *c, uint8_t group)
+{
+    struct device *d = c->d;
+    int g = device_group(d, group);
+    if (g < 0 || !d->sched)
+        return;
+    sched_poll_first(d->sched, (uint32_t)g);
+    poke(d);
 }
 
 void drv_alive(struct drv_ctx *c)
 {
     struct device *d = c->d;
-    sched_alive(d->sched, now_pair());
-    d->last_ok_wall = clock_wall_ms();
+    sched_alive(d->sched, now_pair(d));
+    d->last_ok_wall = loop_wall(d->loop);
     mark_dirty(d); // like a poll: a state message, changed or not, so last_seen moves on
     poke(d);
 }

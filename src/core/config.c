@@ -197,6 +197,26 @@ static const struct model *load_model(struct cfg_loader *L, const struct node *n
     return m;
 }
 
+// Adds the quiet windows the driver derives from the device's options (after its own).
+static void add_driver_windows(struct reader *r, struct device_config *dev)
+{
+    const struct driver_ops *drv = dev->model->driver;
+    if (!drv->quiet_windows)
+        return;
+    struct sched_window extra[8];
+    struct drv_device dd = {dev->id, &dev->settings, &dev->core_options, &dev->driver_options};
+    size_t k = drv->quiet_windows(&dd, extra, sizeof(extra) / sizeof(extra[0]));
+    if (!k)
+        return;
+    struct sched_window *all = arena_alloc(r->a, (dev->n_windows + k) * sizeof(*all));
+    for (size_t i = 0; i < dev->n_windows; i++)
+        all[i] = dev->windows[i];
+    for (size_t i = 0; i < k; i++)
+        all[dev->n_windows + i] = extra[i];
+    dev->windows = all;
+    dev->n_windows += k;
+}
+
 // Fills timing options the files left unset from the driver, then checks the combination.
 static void resolve_timing(struct cfg_loader *L, struct device_config *dev, const struct node *n,
                            const char *path)
@@ -362,6 +382,7 @@ static void read_device(struct cfg_loader *L, struct device_config *dev, const s
     if (opts)
         model_read_options(r, drv, opts, rd_key(r, path, "options"), &dev->core_options,
                            &dev->driver_options, &dev->windows, &dev->n_windows);
+    add_driver_windows(r, dev);
     resolve_timing(L, dev, n, path);
 
     dev->disabled = arena_alloc(r->a, (m->n_entities ? m->n_entities : 1) * sizeof(bool));

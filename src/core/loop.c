@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -31,6 +32,8 @@ struct loop {
     int epfd, evfd;
     bool stop;
     int64_t now;
+    bool virtual_time;
+    int64_t wall_base;   // virtual time: wall clock at mono 0
     struct timer **heap; // 1-based
     size_t heap_n, heap_cap;
     struct watch *watches;
@@ -90,9 +93,31 @@ void loop_free(struct loop *l)
     free(l);
 }
 
+struct loop *loop_new_virtual(int64_t mono_ms, int64_t wall_ms)
+{
+    struct loop *l = loop_new();
+    if (!l)
+        return NULL;
+    l->virtual_time = true;
+    l->now = mono_ms;
+    l->wall_base = wall_ms - mono_ms;
+    return l;
+}
+
 int64_t loop_now(const struct loop *l)
 {
     return l->now;
+}
+
+int64_t loop_wall(const struct loop *l)
+{
+    return l->virtual_time ? l->wall_base + l->now : clock_wall_ms();
+}
+
+// The monotonic clock of this loop: real, or simulated (moved only by loop_run).
+static int64_t loop_clock(const struct loop *l)
+{
+    return l->virtual_time ? l->now : clock_mono_ms();
 }
 
 void loop_stop(struct loop *l)
@@ -276,7 +301,7 @@ int loop_run(struct loop *l)
 {
     l->stop = false;
     while (!l->stop) {
-        l->now = clock_mono_ms();
+        l->now = loop_clock(l);
         while (l->heap_n && l->heap[1]->due_ms <= l->now && !l->stop) {
             struct timer *t = l->heap[1];
             loop_timer_cancel(l, t);
@@ -286,17 +311,33 @@ int loop_run(struct loop *l)
             break;
         int timeout = -1;
         if (l->heap_n) {
-            int64_t wait = l->heap[1]->due_ms - clock_mono_ms();
+            int64_t wait = l->heap[1]->due_ms - loop_clock(l);
             timeout = wait < 0 ? 0 : wait > 60000 ? 60000 : (int)wait;
         }
         struct epoll_event evs[32];
-        int n = epoll_wait(l->epfd, evs, 32, timeout);
+        int n;
+        if (l->virtual_time) {
+            // Simulated time stands still while anything is ready. Loopback traffic is
+            // delivered by the kernel's network soft interrupt, which may run a moment after
+            // send() returned: look twice before declaring the loop idle.
+            n = epoll_wait(l->epfd, evs, 32, 0);
+            if (n == 0) {
+                sched_yield();
+                n = epoll_wait(l->epfd, evs, 32, 0);
+            }
+            if (n == 0 && timeout > 0)
+                l->now = l->heap[1]->due_ms; // idle: jump to the next timer
+            else if (n == 0 && timeout < 0)
+                n = epoll_wait(l->epfd, evs, 32, 100); // no timer at all: wait for real
+        } else {
+            n = epoll_wait(l->epfd, evs, 32, timeout);
+        }
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             return -errno;
         }
-        l->now = clock_mono_ms();
+        l->now = loop_clock(l);
         for (int i = 0; i < n && !l->stop; i++) {
             struct watch *w = evs[i].data.ptr;
             if (!w)

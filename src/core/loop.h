@@ -24,6 +24,11 @@ struct timer {
 };
 
 struct loop *loop_new(void);
+// A loop on simulated time, for tests that run days of traffic in seconds: the clocks start
+// at `mono_ms` and `wall_ms` and move only when nothing is ready to run, then straight to
+// the next timer. Sockets, timers and posts work as usual; a blocking worker's job takes no
+// simulated time.
+struct loop *loop_new_virtual(int64_t mono_ms, int64_t wall_ms);
 // Frees the loop; posted work that never ran is not run: its drop function is called.
 void loop_free(struct loop *l);
 // Runs until loop_stop(). Returns 0, or -errno if epoll fails.
@@ -32,6 +37,8 @@ void loop_stop(struct loop *l);
 
 // Monotonic milliseconds, read once per loop iteration.
 int64_t loop_now(const struct loop *l);
+// Milliseconds since the Unix epoch (UTC): the real clock, or the simulated one.
+int64_t loop_wall(const struct loop *l);
 
 // Arms (or re-arms) a timer to fire at monotonic time `due_ms`.
 void loop_timer_set(struct loop *l, struct timer *t, int64_t due_ms, loop_fn cb, void *arg);

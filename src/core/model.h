@@ -38,9 +38,9 @@ const char *component_name(enum component c);
 enum source { SRC_NONE, SRC_REGISTER, SRC_FIELD, SRC_EXPR };
 
 enum counter_kind {
-    COUNTER_NONE,     // not an accumulating counter
-    COUNTER_LIFETIME, // never goes down: a decrease is a glitch and is refused
-    COUNTER_DAILY,    // may fall back to (near) zero once a day; other decreases are glitches
+    COUNTER_NONE,       // not an accumulating counter
+    COUNTER_LIFETIME,   // never goes down: a decrease is a glitch and is refused
+    COUNTER_DAILY,      // may fall back to (near) zero once a day; other decreases are glitches
     COUNTER_CONTINUOUS, // a lifetime total across device-side resets: reading + carried offset
 };
 
@@ -85,6 +85,9 @@ struct entity {
     double min, max, step;
     const char *mode;           // number: box | slider | auto
     double on_value, off_value; // switch (and binary_sensor) raw values
+    bool has_write_interval;    // else the device's write_interval applies
+    int64_t write_interval_ms;  // least time between two writes (flash wear)
+    double deadband;            // number: a command this close to the current value is not sent
     bool has_press;
     double press;       // button: raw value written
     const char *action; // button: driver action instead of a write

@@ -237,12 +237,39 @@ static int read_reg(struct loader *L, const struct node *n, const char *path, st
 
 // ---- entities -------------------------------------------------------------------------------
 
-static const char *const entity_keys[] = {
-    "id",      "name",         "component", "register", "field",        "expr",        "scale",
-    "offset",  "scale_factor", "precision", "unit",     "device_class", "state_class", "category",
-    "enabled", "icon",         "map",       "interval", "counter",      "max_rate",    "internal",
-    "min",     "max",          "step",      "mode",     "on_value",     "off_value",   "press",
-    "action",  "write",        NULL};
+static const char *const entity_keys[] = {"id",
+                                          "name",
+                                          "component",
+                                          "register",
+                                          "field",
+                                          "expr",
+                                          "scale",
+                                          "offset",
+                                          "scale_factor",
+                                          "precision",
+                                          "unit",
+                                          "device_class",
+                                          "state_class",
+                                          "category",
+                                          "enabled",
+                                          "icon",
+                                          "map",
+                                          "interval",
+                                          "counter",
+                                          "max_rate",
+                                          "internal",
+                                          "min",
+                                          "max",
+                                          "step",
+                                          "mode",
+                                          "on_value",
+                                          "off_value",
+                                          "press",
+                                          "action",
+                                          "write",
+                                          "write_interval",
+                                          "deadband",
+                                          NULL};
 
 static const char *const component_names[] = {"sensor", "binary_sensor", "number", "select",
                                               "switch", "button",        NULL};
@@ -270,6 +297,8 @@ static const struct key_scope scopes[] = {
     {"max_rate", C(COMP_SENSOR)},
     {"unit", C(COMP_SENSOR) | C(COMP_NUMBER)},
     {"precision", C(COMP_SENSOR) | C(COMP_NUMBER)},
+    {"write_interval", C(COMP_NUMBER) | C(COMP_SELECT) | C(COMP_SWITCH) | C(COMP_BUTTON)},
+    {"deadband", C(COMP_NUMBER)},
 };
 #undef C
 
@@ -398,7 +427,8 @@ static void read_entity(struct loader *L, struct entity *e, const struct node *n
     e->reg.fmt.bit = -1;
     rd_check_keys(r, n, path, entity_keys);
 
-    static const char *const reserved[] = {"link_status", "last_seen", "poll_errors", NULL};
+    static const char *const reserved[] = {"link_status", "last_seen", "poll_errors", "assumed",
+                                           NULL};
     if (rd_require(r, n, path, "id") && rd_str(r, n, path, "id", &e->id) > 0) {
         if (!id_ok(e->id)) {
             diag_at(r->d, r->file, node_get(n, "id"), rd_key(r, path, "id"),
@@ -507,6 +537,8 @@ static void read_entity(struct loader *L, struct entity *e, const struct node *n
     const struct node *w = node_get(n, "write");
     if (w && read_reg(L, w, rd_key(r, path, "write"), &e->write) == 0)
         e->has_write = true;
+    e->has_write_interval =
+        rd_duration(r, n, path, "write_interval", 0, 86400000, &e->write_interval_ms) > 0;
     rd_num(r, n, path, "on_value", -1e15, 1e15, &e->on_value);
     rd_num(r, n, path, "off_value", -1e15, 1e15, &e->off_value);
     if (e->component == COMP_NUMBER) {
@@ -518,6 +550,11 @@ static void read_entity(struct loader *L, struct entity *e, const struct node *n
         if (ok && e->min >= e->max)
             diag_at(r->d, r->file, node_get(n, "max"), rd_key(r, path, "max"),
                     "max must be greater than min (%g)", e->min);
+        if (rd_num(r, n, path, "deadband", 0, 1e15, &e->deadband) > 0 && ok &&
+            e->deadband >= e->max - e->min)
+            diag_at(r->d, r->file, node_get(n, "deadband"), rd_key(r, path, "deadband"),
+                    "a dead band of %g leaves no room between min %g and max %g", e->deadband,
+                    e->min, e->max);
         static const char *const modes[] = {"auto", "box", "slider", NULL};
         int mode = 1;
         rd_choice(r, n, path, "mode", modes, &mode);

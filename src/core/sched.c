@@ -9,6 +9,7 @@
 struct pending {
     uint32_t target;
     int readback_group;
+    int64_t interval_ms; // least time between two writes to this target
     int64_t queued_ms;
     uint32_t attempts;
 };
@@ -36,9 +37,11 @@ struct sched {
     int64_t not_before_ms; // end of the gap or backoff after the last exchange
     int64_t last_ok_ms;
     bool ever_ok;
+    bool sleepy; // the last result said the device sleeps
     uint32_t failures;
 
     int64_t *due_ms; // next poll per group
+    bool *first;     // groups the driver wants polled before anything else
     int readback;    // group to read back next, or -1
 
     struct pending *pend;
@@ -113,6 +116,7 @@ struct sched *sched_new(const struct sched_config *cfg, uint64_t seed, struct sc
     s->not_before_ms = now.mono_ms;
     s->readback = -1;
     s->due_ms = xcalloc(cfg->n_groups ? cfg->n_groups : 1, sizeof(*s->due_ms));
+    s->first = xcalloc(cfg->n_groups ? cfg->n_groups : 1, sizeof(*s->first));
     // Start up to a second late so a fleet does not poll in lock step; one offset for the
     // whole device keeps the reads of one cycle together.
     int64_t spread = 1000;
@@ -129,6 +133,7 @@ void sched_free(struct sched *s)
     if (!s)
         return;
     free(s->due_ms);
+    free(s->first);
     free(s->pend);
     free(s->last);
     free(s->drops);
@@ -166,18 +171,28 @@ static void pending_add(struct sched *s, struct pending p)
     s->pend[s->n_pend++] = p;
 }
 
-void sched_write(struct sched *s, struct sched_time now, uint32_t target, int readback_group)
+void sched_write(struct sched *s, struct sched_time now, uint32_t target, int readback_group,
+                 int64_t interval_ms)
 {
+    if (interval_ms < 0)
+        interval_ms = s->cfg->write_interval_ms;
     struct pending *p = pending_find(s, target);
     if (p) {
         // The caller now holds a newer value; it replaces the pending one and gets the full
         // expiry time and retry budget again.
         p->readback_group = readback_group;
+        p->interval_ms = interval_ms;
         p->queued_ms = now.mono_ms;
         p->attempts = 0;
         return;
     }
-    pending_add(s, (struct pending){target, readback_group, now.mono_ms, 0});
+    pending_add(s, (struct pending){target, readback_group, interval_ms, now.mono_ms, 0});
+}
+
+void sched_poll_first(struct sched *s, uint32_t group)
+{
+    if (group < s->cfg->n_groups)
+        s->first[group] = true;
 }
 
 static int64_t last_write_ms(const struct sched *s, uint32_t target)
@@ -208,7 +223,7 @@ static int64_t write_ready_ms(const struct sched *s, const struct pending *p)
     int64_t last = last_write_ms(s, p->target);
     if (last == INT64_MIN)
         return INT64_MIN;
-    return last + s->cfg->write_interval_ms;
+    return last + p->interval_ms;
 }
 
 // Moves `wall` forward until an exchange starting then, lasting up to the reply timeout,
@@ -263,8 +278,13 @@ static void check_stale(struct sched *s, int64_t now)
         s->state == SCHED_STATE_SLEEPING)
         return;
     int64_t ref = s->ever_ok ? s->last_ok_ms : s->created_ms;
-    if (now - ref >= s->cfg->stale_after_ms)
-        s->state = SCHED_STATE_OFFLINE;
+    if (now - ref >= s->cfg->stale_after_ms) {
+        // The end of a sleeping device's grace period.
+        s->state = s->sleepy ? SCHED_STATE_SLEEPING : SCHED_STATE_OFFLINE;
+        if (s->sleepy)
+            s->not_before_ms =
+                max64(s->not_before_ms, ref + max64(s->cfg->min_gap_ms, s->cfg->sleep_interval_ms));
+    }
 }
 
 // Which job would run first once the gap allows, and from when it is ready.
@@ -279,6 +299,12 @@ static bool pick_job(const struct sched *s, struct pick *out)
     if (s->readback >= 0) {
         *out = (struct pick){SCHED_JOB_POLL, (size_t)s->readback, INT64_MIN};
         return true;
+    }
+    for (size_t g = 0; g < s->cfg->n_groups; g++) {
+        if (s->first[g]) {
+            *out = (struct pick){SCHED_JOB_POLL, g, INT64_MIN};
+            return true;
+        }
     }
     bool found = false;
     if (s->state != SCHED_STATE_SLEEPING) {
@@ -366,6 +392,28 @@ static int64_t backoff_ms(struct sched *s)
     return (int64_t)d;
 }
 
+// A failed write goes back to the queue (unless a newer value replaced it meanwhile) or, out
+// of retries, to the dropped list. `count` says whether this attempt uses up a retry.
+static void requeue_write(struct sched *s, bool count)
+{
+    struct pending w = s->cur_write;
+    if (pending_find(s, w.target))
+        return; // a newer value arrived meanwhile; it replaces this one
+    if (count && ++w.attempts > s->cfg->write_retries)
+        drop_push(s, w.target, SCHED_DROP_FAILED);
+    else
+        pending_add(s, w);
+}
+
+static void mark_ok(struct sched *s, int64_t t)
+{
+    s->failures = 0;
+    s->last_ok_ms = t;
+    s->ever_ok = true;
+    s->sleepy = false;
+    s->state = SCHED_STATE_ONLINE;
+}
+
 void sched_done(struct sched *s, struct sched_time now, enum sched_result result)
 {
     if (!s->in_flight)
@@ -373,58 +421,71 @@ void sched_done(struct sched *s, struct sched_time now, enum sched_result result
     s->in_flight = false;
     int64_t t = now.mono_ms;
     bool write = s->cur.kind == SCHED_JOB_WRITE;
+    bool poll = !write;
+    bool was_readback = poll && s->cur.readback;
 
     switch (result) {
     case SCHED_RESULT_OK:
-        s->failures = 0;
-        s->last_ok_ms = t;
-        s->ever_ok = true;
-        s->state = SCHED_STATE_ONLINE;
+        mark_ok(s, t);
         s->not_before_ms = t + s->cfg->min_gap_ms;
         if (write && s->cur_write.readback_group >= 0)
             s->readback = s->cur_write.readback_group;
-        else if (!write && s->cur.readback)
+        else if (was_readback)
             s->readback = -1;
+        if (poll)
+            s->first[s->cur.group] = false;
         break;
-    case SCHED_RESULT_SLEEPING:
+    case SCHED_RESULT_BUSY:
+        mark_ok(s, t);
+        s->not_before_ms = t + s->cfg->min_gap_ms;
+        if (write)
+            requeue_write(s, false);
+        break;
+    case SCHED_RESULT_SKIPPED:
+        // Nothing went out: the gap still runs from the exchange before.
+        if (was_readback)
+            s->readback = -1;
+        if (poll)
+            s->first[s->cur.group] = false;
+        break;
+    case SCHED_RESULT_SLEEPING: {
         s->failures = 0;
-        s->state = SCHED_STATE_SLEEPING;
-        s->not_before_ms = t + max64(s->cfg->min_gap_ms, s->cfg->sleep_interval_ms);
-        if (!write && s->cur.readback)
+        s->sleepy = true;
+        if (was_readback)
             s->readback = -1;
         if (write && !pending_find(s, s->cur_write.target))
             pending_add(s, s->cur_write); // not attempted for real; keep it
+        // A device that just fell asleep keeps its state until its data would be stale
+        // anyway (the grace period); one that was failing or never answered sleeps now.
+        int64_t ref = s->ever_ok ? s->last_ok_ms : s->created_ms;
+        bool grace = s->state == SCHED_STATE_ONLINE && s->cfg->stale_after_ms &&
+                     t - ref < s->cfg->stale_after_ms;
+        if (!grace)
+            s->state = SCHED_STATE_SLEEPING;
+        s->not_before_ms =
+            t + (grace ? s->cfg->min_gap_ms : max64(s->cfg->min_gap_ms, s->cfg->sleep_interval_ms));
         break;
+    }
     case SCHED_RESULT_FAIL:
         if (s->state == SCHED_STATE_SLEEPING) {
             // A sleeping device not answering is expected: probe again later, no backoff.
             s->not_before_ms = t + max64(s->cfg->min_gap_ms, s->cfg->sleep_interval_ms);
         } else {
+            s->sleepy = false;
             s->failures++;
             if (s->failures >= s->cfg->offline_after)
                 s->state = SCHED_STATE_OFFLINE;
             s->not_before_ms = t + max64(s->cfg->min_gap_ms, backoff_ms(s));
         }
-        if (write) {
-            struct pending w = s->cur_write;
-            if (pending_find(s, w.target)) {
-                // A newer value arrived meanwhile; it replaces this one.
-            } else if (++w.attempts > s->cfg->write_retries) {
-                drop_push(s, w.target, SCHED_DROP_FAILED);
-            } else {
-                pending_add(s, w);
-            }
-        }
+        if (write)
+            requeue_write(s, true);
         break;
     }
 }
 
 void sched_alive(struct sched *s, struct sched_time now)
 {
-    s->failures = 0;
-    s->last_ok_ms = now.mono_ms;
-    s->ever_ok = true;
-    s->state = SCHED_STATE_ONLINE;
+    mark_ok(s, now.mono_ms);
 }
 
 bool sched_take_dropped(struct sched *s, uint32_t *target, enum sched_drop *why)

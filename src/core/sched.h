@@ -7,13 +7,16 @@
 //  - one exchange in flight; at least `min_gap_ms` from the end of one to the start of the next;
 //  - no exchange starts inside a quiet window, nor so close before one that its reply timeout
 //    would reach into it (windows repeat on the local wall clock);
-//  - read-backs first, then writes, then polls; writes to one target coalesce (newest wins)
-//    and respect a per-target minimum interval; a write that succeeded is read back next;
+//  - read-backs first, then polls the driver asked for first, then writes, then polls;
+//    writes to one target coalesce (newest wins) and respect a per-target minimum interval;
+//    a write that succeeded is read back next;
 //  - failures back off exponentially with jitter between a floor and a ceiling; missed poll
 //    cycles are skipped, never caught up in a burst;
 //  - the device is ONLINE after a good exchange, OFFLINE after `offline_after` failures in a
-//    row or when nothing good happened for `stale_after_ms`, SLEEPING when the driver says the
-//    device sleeps (probed every `sleep_interval_ms`, failures then are expected, not errors).
+//    row or when nothing good happened for `stale_after_ms`. When the driver says the device
+//    sleeps (a solar inverter at night), it keeps its state for a grace period (until the
+//    data would be stale anyway) and is then SLEEPING: probed every `sleep_interval_ms`,
+//    failures then are expected, not errors.
 #ifndef E2M_SCHED_H
 #define E2M_SCHED_H
 
@@ -62,7 +65,14 @@ struct sched_job {
     bool readback;   // POLL: this poll confirms a write
 };
 
-enum sched_result { SCHED_RESULT_OK, SCHED_RESULT_FAIL, SCHED_RESULT_SLEEPING };
+enum sched_result {
+    SCHED_RESULT_OK,
+    SCHED_RESULT_FAIL,
+    SCHED_RESULT_SLEEPING,
+    SCHED_RESULT_BUSY,    // the device answered but could not take it now: a write is retried
+                          // (without using up its retries), the device counts as there
+    SCHED_RESULT_SKIPPED, // nothing was sent: the gap does not restart, the state is unchanged
+};
 
 enum sched_state {
     SCHED_STATE_STARTING,
@@ -85,8 +95,14 @@ void sched_free(struct sched *s);
 
 // Queues a write to `target`, or refreshes the pending one (the caller keeps the newest value;
 // the scheduler only decides when). `readback_group` is the group to poll after the write
-// succeeds, or -1.
-void sched_write(struct sched *s, struct sched_time now, uint32_t target, int readback_group);
+// succeeds, or -1. `interval_ms` is the least time between two writes to this target (< 0:
+// the configuration's write_interval_ms).
+void sched_write(struct sched *s, struct sched_time now, uint32_t target, int readback_group,
+                 int64_t interval_ms);
+
+// Polls `group` before any write or other poll (after a pending read-back), once the gap
+// allows; kept until a poll of it succeeds (or is skipped).
+void sched_poll_first(struct sched *s, uint32_t group);
 
 // When an exchange may start now, fills *job, marks it in flight and returns now.mono_ms.
 // Otherwise returns the monotonic time to ask again (INT64_MAX: only an event can change

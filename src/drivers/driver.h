@@ -27,6 +27,7 @@
 #include "core/log.h"
 #include "core/params.h"
 #include "core/regmap.h"
+#include "core/sched.h"
 
 // A register table the driver serves (e.g. Modbus holding registers).
 struct drv_table {
@@ -48,6 +49,17 @@ struct drv_timing {
     int64_t connect_timeout_ms;
     int64_t backoff_min_ms;
     int64_t backoff_max_ms;
+};
+
+// A poll group of a field driver: one request that fills the fields of the group.
+struct drv_group {
+    const char *name;
+    // The driver option (PARAM_DURATION) holding the group's default poll interval, or NULL
+    // for the device's poll_interval. An entity's own `interval` still wins.
+    const char *interval_option;
+    // Polled even when no enabled entity reads it: the driver needs it (e.g. the message that
+    // says whether the device encrypts).
+    bool always;
 };
 
 // A named value a field driver produces (protocols that are not register maps). Entity files
@@ -110,7 +122,9 @@ enum drv_status {
     DRV_ERR_EXCEPTION = -3, // the device refused the request (e.g. Modbus exception)
     DRV_ERR_PROTOCOL = -4,  // garbage, bad checksum, unexpected reply
     DRV_ERR_IO = -5,        // other transport error
-    DRV_SLEEPING = 1,       // the device answered that it sleeps (not an error)
+    DRV_ERR_BUSY = -6,      // the device answered but cannot take this now: retry later
+    DRV_SLEEPING = 1,       // the device sleeps (not an error: a solar inverter at night)
+    DRV_SKIPPED = 2,        // nothing was sent (nothing to ask): the request gap does not restart
 };
 
 struct drv_result {
@@ -148,8 +162,15 @@ int drv_mqtt_publish(struct drv_ctx *c, const char *topic, const void *payload, 
 void drv_timer_set(struct drv_ctx *c, int64_t delay_ms);
 void drv_timer_cancel(struct drv_ctx *c);
 
+// Asks for a poll of `group` (index into driver_ops.groups) before anything else, e.g. to
+// re-read the message that carries an encryption seed. Kept until a poll of it succeeds.
+void drv_poll_first(struct drv_ctx *c, uint8_t group);
+
 // Field values, whenever they arrive.
 void drv_value(struct drv_ctx *c, uint16_t field, double value);
+// A value the device cannot report, shown as the last commanded one: the entity says so
+// (its state message lists it under "assumed") until a drv_value() for it arrives.
+void drv_value_assumed(struct drv_ctx *c, uint16_t field, double value);
 void drv_text(struct drv_ctx *c, uint16_t field, const char *text);
 void drv_unknown(struct drv_ctx *c, uint16_t field);
 // The device showed it is there without a job (a pushed sample): counts as a good exchange.
@@ -174,13 +195,18 @@ struct driver_ops {
     size_t n_tables;
     const struct drv_field *fields; // field drivers
     size_t n_fields;
-    const char *const *groups;  // field poll groups by index (NULL-terminated)
+    const struct drv_group *groups; // field poll groups by index
+    size_t n_groups;
     const char *const *actions; // named actions a button may run (NULL-terminated)
     struct drv_timing timing;
 
     // Checks a device's settings beyond their types (e.g. "host or device, not both").
     // Writes the reason to `err` and returns -EINVAL when they cannot work.
     int (*check)(const struct drv_device *dev, char *err, size_t err_size);
+    // Quiet windows the driver derives from a device's options (e.g. a DTU's cloud upload
+    // times), added to the device's own `quiet_windows`. Writes up to `max` into `out` and
+    // returns how many. Optional.
+    size_t (*quiet_windows)(const struct drv_device *dev, struct sched_window *out, size_t max);
     // Checks two devices of this driver against each other: the same device configured twice,
     // or two devices sharing a serial bus with different line settings. -EINVAL with `err`.
     int (*conflict)(const struct drv_device *a, const struct drv_device *b, char *err,
@@ -205,6 +231,10 @@ struct driver_ops {
     // `energy2mqtt decode <driver> <input>`: decodes one frame or payload from text and
     // prints it as one line of JSON to `out`. Returns 0, or -EINVAL with `err` set.
     int (*decode)(const char *input, FILE *out, char *err, size_t err_size);
+    // `energy2mqtt decode <driver> --message NAME <input>`: decodes a bare payload (no frame
+    // around it) as the protocol message NAME. Optional.
+    int (*decode_message)(const char *message, const char *input, FILE *out, char *err,
+                          size_t err_size);
 };
 
 #endif

@@ -122,6 +122,21 @@ static json_t *labels(const struct entity *e)
     return a;
 }
 
+bool discovery_assumable(const struct entity *e)
+{
+    return e->source == SRC_FIELD && !e->internal &&
+           (e->component == COMP_NUMBER || e->component == COMP_SELECT ||
+            e->component == COMP_SWITCH);
+}
+
+bool discovery_has_assumable(const struct model *m)
+{
+    for (size_t i = 0; i < m->n_entities; i++)
+        if (discovery_assumable(&m->entities[i]))
+            return true;
+    return false;
+}
+
 static json_t *entity_component(const struct comp_ctx *c, const struct entity *e)
 {
     const char *platform = component_name(e->component);
@@ -169,6 +184,16 @@ static json_t *entity_component(const struct comp_ctx *c, const struct entity *e
         set_str(o, "dev_cla", e->device_class);
         json_object_set_new(o, "pl_prs", json_string("PRESS"));
         break;
+    }
+    if (discovery_assumable(e)) {
+        char t[600], tpl[300];
+        snprintf(t, sizeof(t), "%s/%s/state", c->m->base_topic, c->device_id);
+        json_object_set_new(o, "json_attr_t", json_string(t));
+        snprintf(tpl, sizeof(tpl),
+                 "{{ {'source': 'last command' if '%s' in (value_json.assumed | default([])) "
+                 "else 'device'} | tojson }}",
+                 e->id);
+        json_object_set_new(o, "json_attr_tpl", json_string(tpl));
     }
     return o;
 }

@@ -53,5 +53,13 @@ bool discovery_is_ours(const struct mqtt_config *m, const struct json_t *payload
 #define DIAG_LINK_STATUS "link_status"
 #define DIAG_LAST_SEEN   "last_seen"
 #define DIAG_POLL_ERRORS "poll_errors"
+#define DIAG_ASSUMED     "assumed"
+
+struct model;
+struct entity;
+// Whether an entity's state may be the last command instead of a reading (a control of a
+// field driver): its discovery carries a "source" attribute from the state's "assumed" list.
+bool discovery_assumable(const struct entity *e);
+bool discovery_has_assumable(const struct model *m);
 
 #endif

@@ -51,6 +51,15 @@ char *publish_state_json(const struct device_config *dev, const struct state *st
         json_object_set_new(o, DIAG_LAST_SEEN, json_null());
     }
     json_object_set_new(o, DIAG_POLL_ERRORS, json_integer((json_int_t)diag->poll_errors));
+    // Controls whose state the device cannot report show the last command; their discovery
+    // makes this list an attribute ("source": "device" or "last command").
+    if (discovery_has_assumable(m)) {
+        json_t *assumed = json_array();
+        for (size_t i = 0; diag->assumed && i < m->n_entities; i++)
+            if (diag->assumed[i] && !m->entities[i].internal && !dev->disabled[i])
+                json_array_append_new(assumed, json_string(m->entities[i].id));
+        json_object_set_new(o, DIAG_ASSUMED, assumed);
+    }
     // 15 significant digits print the rounded values exactly (230.1, not 230.09999999999999).
     char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
     json_decref(o);

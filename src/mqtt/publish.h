@@ -14,6 +14,7 @@ struct device_diag {
     const char *link_status; // starting | online | offline | sleeping
     int64_t last_seen_ms;    // wall clock of the last good exchange, 0 = never
     uint64_t poll_errors;
+    const bool *assumed; // per entity: the value is the last command (listed under "assumed")
 };
 
 // Returns a malloc'd compact JSON text (the caller frees it).

@@ -35,7 +35,7 @@ static const struct drv_field fields[] = {
     [F_MODE] = {"mode", 0, false, false},        [F_LIMIT] = {"limit", 1, false, true},
     [F_FIRMWARE] = {"firmware", 1, true, false},
 };
-static const char *const groups[] = {"live", "settings", NULL};
+static const struct drv_group groups[] = {{"live", NULL, false}, {"settings", NULL, false}};
 static const char *const actions[] = {"restart", NULL};
 
 // What the fake device holds and how it behaves; shared with the worker thread.
@@ -122,6 +122,7 @@ static const struct driver_ops fake_driver = {
     .fields = fields,
     .n_fields = N_FIELDS,
     .groups = groups,
+    .n_groups = 2,
     .actions = actions,
     .timing = {.min_gap_ms = 0,
                .poll_ms = 100,
@@ -203,7 +204,7 @@ static void start_device(const char *extra)
              "entities_dir: %s\nstate_dir: %s\ndevices:\n"
              "  - id: t1\n    model: test/thing\n"
              "    options: {poll_interval: 100ms, offline_after: 2, backoff_min: 100ms,"
-             " backoff_max: 200ms}\n%s",
+             " backoff_max: 200ms, stale_after: 500ms}\n%s",
              dir, dir, extra ? extra : "");
     write_file("cfg.yaml", cfgtext);
     char path[200];

@@ -2,7 +2,10 @@
 // The device runtime with an event-driven fake driver: completion from inside the job hook
 // (no recursion), completion later over a real TCP connection, a job timing out (abort), values
 // pushed outside any job with drv_alive keeping the device online, and MQTT subscriptions and
-// messages routed to the driver.
+// messages routed to the driver. On a simulated-time loop: a group the driver always needs,
+// polled at its own interval and first on request; a busy write retried; a dead band and a
+// write interval of the entity's own; a control's value shown as the last command until the
+// device reports it; polls the driver skips not restarting the request gap.
 //
 // Like check_device, this file provides drivers_find()/drivers_all() itself.
 #include <arpa/inet.h>
@@ -24,7 +27,9 @@
 #include "core/config.h"
 #include "core/diag.h"
 #include "core/loop.h"
+#include "core/model.h"
 #include "drivers/drivers.h"
+#include "mqtt/discovery.h"
 
 // ---- a line server: answers "get\n" with "42\n" ---------------------------------------------
 
@@ -81,13 +86,20 @@ static void server_stop(void)
 
 enum mode { M_SYNC, M_TCP, M_SILENT };
 
-enum { F_VALUE, F_PUSHED, F_TOPIC };
+enum { F_VALUE, F_PUSHED, F_TOPIC, F_SETTING, N_FIELDS };
+enum { G_POLLED, G_PUSHED, G_INFO, N_GROUPS };
 static const struct drv_field fields[] = {
-    [F_VALUE] = {"value", 0, false, false},
-    [F_PUSHED] = {"pushed", 1, false, false},
-    [F_TOPIC] = {"topic_value", 1, false, false},
+    [F_VALUE] = {"value", G_POLLED, false, false},
+    [F_PUSHED] = {"pushed", G_PUSHED, false, false},
+    [F_TOPIC] = {"topic_value", G_PUSHED, false, false},
+    [F_SETTING] = {"setting", G_POLLED, false, true},
 };
-static const char *const groups[] = {"polled", "pushed", NULL};
+// "info" is read by no entity, but the driver needs it polled.
+static const struct drv_group groups[] = {
+    {"polled", NULL, false}, {"pushed", NULL, false}, {"info", "info_interval", true}};
+static const struct param_def options[] = {
+    {.name = "info_interval", .type = PARAM_DURATION, .def = "1s", .min = 100, .max = 3600000},
+};
 
 static struct {
     struct drv_ctx *ctx;
@@ -97,6 +109,16 @@ static struct {
     double next_push;
     char line[32];
     size_t line_len;
+    // Simulated-time tests.
+    int info_polls, polled_polls, skipped;
+    int busy_sets;    // answer this many SET jobs with DRV_ERR_BUSY
+    bool assume;      // the device cannot report the setting: show the last command
+    bool skip_pushed; // polls of the pushed group send nothing
+    int n_sets;
+    double set_value[16];
+    int64_t set_ms[16];
+    double device_setting; // what the device holds (reported by polls when !assume)
+    bool setting_known;
 } fk;
 
 static int fake_open(const struct drv_device *d, void **state)
@@ -127,6 +149,37 @@ static void fake_job(void *state, const struct drv_job *job)
     fk.jobs++;
     if (fk.mode == M_SILENT)
         return; // never answers: the core times the job out
+    if (job->type == DRV_JOB_SET) {
+        if (fk.busy_sets > 0) {
+            fk.busy_sets--;
+            drv_job_done(fk.ctx, DRV_ERR_BUSY, 7, "busy");
+            return;
+        }
+        if (fk.n_sets < 16) {
+            fk.set_value[fk.n_sets] = job->value;
+            fk.set_ms[fk.n_sets++] = drv_now_ms(fk.ctx);
+        }
+        fk.device_setting = job->value;
+        fk.setting_known = true;
+        if (fk.assume)
+            drv_value_assumed(fk.ctx, F_SETTING, job->value);
+        drv_job_done(fk.ctx, DRV_OK, 0, NULL);
+        return;
+    }
+    if (job->type == DRV_JOB_POLL && job->group == G_INFO) {
+        fk.info_polls++;
+        drv_job_done(fk.ctx, DRV_OK, 0, NULL);
+        return;
+    }
+    if (job->type == DRV_JOB_POLL && job->group == G_PUSHED && fk.skip_pushed) {
+        fk.skipped++;
+        drv_job_done(fk.ctx, DRV_SKIPPED, 0, NULL);
+        return;
+    }
+    if (job->type == DRV_JOB_POLL && job->group == G_POLLED)
+        fk.polled_polls++;
+    if (job->type == DRV_JOB_POLL && job->group == G_POLLED && fk.setting_known && !fk.assume)
+        drv_value(fk.ctx, F_SETTING, fk.device_setting);
     if (job->type != DRV_JOB_POLL || job->group != 0) {
         // The pushed group is never read by polling: its values just come.
         drv_job_done(fk.ctx, DRV_OK, 0, NULL);
@@ -201,9 +254,12 @@ static void fake_message(void *state, const char *topic, const uint8_t *payload,
 static const struct driver_ops fake_driver = {
     .name = "evt",
     .style = DRV_EVENT,
+    .options = options,
+    .n_options = 1,
     .fields = fields,
-    .n_fields = 3,
+    .n_fields = N_FIELDS,
     .groups = groups,
+    .n_groups = N_GROUPS,
     .timing = {.min_gap_ms = 0,
                .poll_ms = 100,
                .min_poll_ms = 10,
@@ -240,6 +296,7 @@ const struct driver_ops *const *drivers_all(size_t *n)
 static char dir[64];
 static struct config *cfg;
 static struct loop *loop;
+static bool simulated; // the next start uses a loop on simulated time
 static struct device *d;
 static char subscribed[64];
 static char published_topic[64];
@@ -287,7 +344,9 @@ static void start_with(enum mode mode, bool push, const char *timeouts)
     fputs("model: evt\nmanufacturer: T\nname: Event thing\ndriver: evt\nentities:\n"
           "  - {id: value, name: Value, field: value}\n"
           "  - {id: pushed, name: Pushed, field: pushed}\n"
-          "  - {id: topic_value, name: From MQTT, field: topic_value}\n",
+          "  - {id: topic_value, name: From MQTT, field: topic_value}\n"
+          "  - {id: setting, name: Setting, component: number, field: setting, min: 0,\n"
+          "     max: 100, step: 0.5, deadband: 1, write_interval: 2s}\n",
           f);
     fclose(f);
     snprintf(path, sizeof(path), "%s/cfg.yaml", dir);
@@ -304,7 +363,9 @@ static void start_with(enum mode mode, bool push, const char *timeouts)
     diag_print(&dg, stderr);
     diag_free(&dg);
     ck_assert_int_eq(rc, 0);
-    loop = loop_new();
+    // Simulated time starts at a known wall clock: 2026-11-21 08:00 UTC.
+    loop = simulated ? loop_new_virtual(1000000, 1795248000000LL) : loop_new();
+    ck_assert_ptr_nonnull(loop);
     struct device_hooks hooks = {
         .event = on_event, .mqtt_subscribe = on_subscribe, .mqtt_publish = on_publish};
     d = device_new(loop, &cfg->devices[0], NULL, &hooks);
@@ -319,6 +380,7 @@ static void start(enum mode mode, bool push)
 
 static void stop(void)
 {
+    simulated = false;
     device_free(d);
     loop_free(loop);
     config_free(cfg);
@@ -337,7 +399,7 @@ static void stop_loop(void *arg)
 
 static void run_for(int ms)
 {
-    loop_timer_set(loop, &t_stop, clock_mono_ms() + ms, stop_loop, NULL);
+    loop_timer_set(loop, &t_stop, loop_now(loop) + ms, stop_loop, NULL);
     loop_run(loop);
 }
 
@@ -437,6 +499,169 @@ START_TEST(test_mqtt_message_reaches_driver)
 }
 END_TEST
 
+// ---- simulated time -------------------------------------------------------------------------
+
+static json_t *state_object(void)
+{
+    char *s = device_state_json(d);
+    json_t *o = json_loads(s, 0, NULL);
+    free(s);
+    ck_assert_ptr_nonnull(o);
+    return o;
+}
+
+static bool listed_as_assumed(const char *id)
+{
+    json_t *o = state_object();
+    json_t *a = json_object_get(o, "assumed");
+    ck_assert(json_is_array(a));
+    bool found = false;
+    size_t i;
+    json_t *v;
+    json_array_foreach(a, i, v) found |= strcmp(json_string_value(v), id) == 0;
+    json_decref(o);
+    return found;
+}
+
+static void collect_discovery(void *arg, const char *topic, json_t *payload)
+{
+    json_object_set(arg, topic, payload);
+}
+
+static void command(double value)
+{
+    const struct entity *e = model_find(cfg->devices[0].model, "setting");
+    ck_assert_ptr_nonnull(e);
+    struct command_value cv = {.value = value};
+    char why[128];
+    ck_assert_int_eq(device_command(d, e, &cv, why, sizeof(why)), 0);
+}
+
+START_TEST(test_always_group_and_poll_first)
+{
+    simulated = true;
+    start(M_SYNC, false);
+    run_for(10000);
+    // No entity reads "info", yet it is polled at its option's interval (1 s).
+    ck_assert_int_ge(fk.info_polls, 9);
+    ck_assert_int_le(fk.info_polls, 11);
+    run_for(300); // between two info polls ...
+    int polls = fk.info_polls;
+    drv_poll_first(fk.ctx, G_INFO);
+    run_for(50); // ... the driver's request goes first
+    ck_assert_int_eq(fk.info_polls, polls + 1);
+    stop();
+}
+END_TEST
+
+START_TEST(test_busy_write_is_retried)
+{
+    simulated = true;
+    start_with(M_SYNC, false, "write_retries: 0");
+    run_for(500);
+    fk.busy_sets = 3;
+    command(40);
+    run_for(8000); // attempts 2 s apart: the entity's write interval
+    ck_assert_int_eq(fk.busy_sets, 0);
+    ck_assert_int_eq(fk.n_sets, 1); // taken on the fourth attempt, though no retries are left
+    ck_assert(fk.set_value[0] == 40);
+    ck_assert(num("setting") == 40);
+    ck_assert(device_online(d)); // a busy device is there
+    stop();
+}
+END_TEST
+
+START_TEST(test_deadband_and_write_interval)
+{
+    simulated = true;
+    start(M_SYNC, false);
+    run_for(500);
+    command(10);
+    run_for(300);
+    ck_assert_int_eq(fk.n_sets, 1);
+    ck_assert(num("setting") == 10); // read back by the next poll
+    command(10.5);                   // inside the dead band of 1: not sent
+    command(10.5);
+    run_for(3000);
+    ck_assert_int_eq(fk.n_sets, 1);
+    command(20); // the last write was long enough ago: sent at once
+    run_for(100);
+    ck_assert_int_eq(fk.n_sets, 2);
+    command(30); // too soon after the last write: waits ...
+    command(35); // ... and is replaced by the newer command
+    run_for(1000);
+    ck_assert_int_eq(fk.n_sets, 2);
+    run_for(2000);
+    ck_assert_int_eq(fk.n_sets, 3);
+    ck_assert(fk.set_value[2] == 35);
+    for (int i = 1; i < fk.n_sets; i++)
+        ck_assert_int_ge(fk.set_ms[i] - fk.set_ms[i - 1], 2000);
+    ck_assert(num("setting") == 35);
+    stop();
+}
+END_TEST
+
+START_TEST(test_assumed_value_until_reported)
+{
+    simulated = true;
+    start(M_SYNC, false);
+    fk.assume = true;
+    run_for(500);
+    ck_assert(!listed_as_assumed("setting"));
+    command(55);
+    run_for(500);
+    ck_assert(num("setting") == 55);
+    ck_assert(listed_as_assumed("setting"));
+    // The device starts reporting it: a reading replaces the assumption.
+    fk.assume = false;
+    run_for(500);
+    ck_assert(num("setting") == 55);
+    ck_assert(!listed_as_assumed("setting"));
+    // Discovery turns the list into a "source" attribute of the control, and only there.
+    json_t *cfgs = json_object();
+    discovery_device(&cfg->mqtt, "test", &cfg->devices[0], NULL, collect_discovery, cfgs);
+    const char *key;
+    json_t *payload;
+    bool seen = false;
+    json_object_foreach(cfgs, key, payload)
+    {
+        json_t *cmps = json_object_get(payload, "cmps");
+        const char *id;
+        json_t *c;
+        json_object_foreach(cmps, id, c)
+        {
+            bool has = json_object_get(c, "json_attr_t") != NULL;
+            ck_assert_msg(has == (strcmp(id, "setting") == 0), "%s: attribute topic %d", id, has);
+            if (has) {
+                seen = true;
+                ck_assert_str_eq(json_string_value(json_object_get(c, "json_attr_t")),
+                                 json_string_value(json_object_get(payload, "stat_t")));
+                ck_assert_ptr_nonnull(
+                    strstr(json_string_value(json_object_get(c, "json_attr_tpl")), "'setting'"));
+            }
+        }
+    }
+    ck_assert(seen);
+    json_decref(cfgs);
+    stop();
+}
+END_TEST
+
+START_TEST(test_skipped_polls_keep_the_gap)
+{
+    simulated = true;
+    start_with(M_SYNC, false, "min_request_gap: 1s");
+    fk.skip_pushed = true;
+    run_for(20000);
+    // One exchange per second: polled and info share the slots; the skipped polls of the
+    // pushed group take none (they would halve the rate if they restarted the gap).
+    ck_assert_int_ge(fk.skipped, 5);
+    ck_assert_int_ge(fk.polled_polls + fk.info_polls, 18);
+    ck_assert_int_le(fk.polled_polls + fk.info_polls, 21);
+    stop();
+}
+END_TEST
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -449,6 +674,11 @@ int main(void)
     tcase_add_test(tc, test_pushed_values_and_alive);
     tcase_add_test(tc, test_mqtt_message_reaches_driver);
     tcase_add_test(tc, test_pushed_values_published_while_a_job_waits);
+    tcase_add_test(tc, test_always_group_and_poll_first);
+    tcase_add_test(tc, test_busy_write_is_retried);
+    tcase_add_test(tc, test_deadband_and_write_interval);
+    tcase_add_test(tc, test_assumed_value_until_reported);
+    tcase_add_test(tc, test_skipped_polls_keep_the_gap);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -39,11 +39,24 @@ START_TEST(test_driver_contract)
     }
     // A driver reads registers or fields.
     ck_assert_msg((d->n_tables > 0) != (d->n_fields > 0), "%s: tables or fields", d->name);
-    size_t n_groups = 0;
-    while (d->groups && d->groups[n_groups])
-        n_groups++;
+    ck_assert_msg(!d->n_fields || d->n_groups > 0, "%s: fields but no groups", d->name);
+    ck_assert_msg(d->n_groups <= 255, "%s: too many groups", d->name);
+    for (size_t g = 0; g < d->n_groups; g++) {
+        ck_assert_ptr_nonnull(d->groups[g].name);
+        for (size_t k = 0; k < g; k++)
+            ck_assert_str_ne(d->groups[g].name, d->groups[k].name);
+        // A group's interval option is one of the driver's duration options.
+        if (d->groups[g].interval_option) {
+            const struct param_def *o =
+                params_find(d->options, d->n_options, d->groups[g].interval_option);
+            ck_assert_msg(o && o->type == PARAM_DURATION && o->def && o->min > 0,
+                          "%s: group %s: interval option %s is not a duration option with a "
+                          "default and a positive minimum",
+                          d->name, d->groups[g].name, d->groups[g].interval_option);
+        }
+    }
     for (size_t i = 0; i < d->n_fields; i++) {
-        ck_assert_msg(d->fields[i].group < n_groups, "%s: field %s in no group", d->name,
+        ck_assert_msg(d->fields[i].group < d->n_groups, "%s: field %s in no group", d->name,
                       d->fields[i].key);
         for (size_t k = 0; k < i; k++)
             ck_assert_str_ne(d->fields[i].key, d->fields[k].key);

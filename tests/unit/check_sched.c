@@ -64,7 +64,7 @@ START_TEST(test_gap_between_exchanges)
     sched_done(s, at(t + 2 * S), SCHED_RESULT_OK);
     ck_assert_int_eq(sched_state(s), SCHED_STATE_ONLINE);
     // A write is queued at once, but the 31 s guard counts from the end of the exchange.
-    sched_write(s, at(t + 3 * S), 7, 0);
+    sched_write(s, at(t + 3 * S), 7, 0, -1);
     ck_assert(!start(s, t + 3 * S, &j, &wake));
     ck_assert_int_eq(wake, t + 2 * S + 31 * S);
     ck_assert(!start(s, wake - 1, &j, NULL));
@@ -83,7 +83,7 @@ START_TEST(test_write_then_readback_then_poll)
     c.min_gap_ms = 0;
     struct sched *s = sched_new(&c, 1, at(0));
     struct sched_job j;
-    sched_write(s, at(0), 3, 0);
+    sched_write(s, at(0), 3, 0, -1);
     ck_assert(start(s, 0, &j, NULL));
     ck_assert_int_eq(j.kind, SCHED_JOB_WRITE); // writes before polls, even a due one
     sched_done(s, at(S), SCHED_RESULT_OK);
@@ -108,8 +108,8 @@ START_TEST(test_writes_coalesce_newest_wins)
     ck_assert(start(s, wake, &j, NULL));
     sched_done(s, at(wake + S), SCHED_RESULT_OK);
     for (int i = 0; i < 50; i++)
-        sched_write(s, at(wake + S + i * 10), 4, -1);
-    sched_write(s, at(wake + S + 600), 5, -1);
+        sched_write(s, at(wake + S + i * 10), 4, -1, -1);
+    sched_write(s, at(wake + S + 600), 5, -1, -1);
     struct sched_status st;
     sched_status(s, at(wake + 2 * S), &st);
     ck_assert_uint_eq(st.pending_writes, 2);
@@ -124,12 +124,12 @@ START_TEST(test_write_interval_per_target)
     c.write_interval_ms = 5 * MIN;
     struct sched *s = sched_new(&c, 1, at(0));
     struct sched_job j;
-    sched_write(s, at(0), 1, -1);
+    sched_write(s, at(0), 1, -1, -1);
     ck_assert(start(s, 0, &j, NULL));
     ck_assert_int_eq(j.kind, SCHED_JOB_WRITE);
     sched_done(s, at(S), SCHED_RESULT_OK);
-    sched_write(s, at(2 * S), 1, -1);
-    sched_write(s, at(2 * S), 2, -1);
+    sched_write(s, at(2 * S), 1, -1, -1);
+    sched_write(s, at(2 * S), 2, -1, -1);
     ck_assert(start(s, 2 * S, &j, NULL));
     ck_assert_int_eq(j.kind, SCHED_JOB_WRITE); // the other target may go at once
     ck_assert_uint_eq(j.target, 2);
@@ -165,7 +165,7 @@ START_TEST(test_quiet_window_and_lookahead)
     struct sched_job j;
     int64_t wake;
     // 4:45 is outside the window, but a 10 s timeout would reach into it at 4:50.
-    sched_write(s, at(4 * MIN + 45 * S), 1, -1);
+    sched_write(s, at(4 * MIN + 45 * S), 1, -1, -1);
     ck_assert(!start(s, 4 * MIN + 45 * S, &j, &wake));
     ck_assert_int_eq(wake, 5 * MIN + 20 * S); // the window ends at 5:20
     ck_assert(start(s, wake, &j, NULL));
@@ -240,7 +240,7 @@ START_TEST(test_expired_and_failed_writes_are_reported)
     struct sched_job j;
     uint32_t target;
     enum sched_drop why;
-    sched_write(s, at(0), 9, -1);
+    sched_write(s, at(0), 9, -1, -1);
     ck_assert(start(s, 0, &j, NULL));
     sched_done(s, at(S), SCHED_RESULT_FAIL);
     int64_t t = S, wake;
@@ -254,7 +254,7 @@ START_TEST(test_expired_and_failed_writes_are_reported)
     ck_assert(!sched_take_dropped(s, &target, &why));
 
     // While the device backs off hard, a queued write ages out.
-    sched_write(s, at(t), 10, -1);
+    sched_write(s, at(t), 10, -1, -1);
     for (int i = 0; i < 10; i++) {
         while (!start(s, t, &j, &wake))
             t = wake;
@@ -318,6 +318,186 @@ START_TEST(test_sleeping_is_not_an_error)
         sched_done(s, at(t), SCHED_RESULT_FAIL);
         ck_assert_int_eq(sched_state(s), SCHED_STATE_SLEEPING);
     }
+    sched_free(s);
+}
+END_TEST
+
+START_TEST(test_write_interval_of_its_own)
+{
+    // A target with its own interval (a persistent setting) next to one with none.
+    struct sched_config c = base_config();
+    c.min_gap_ms = 0;
+    struct sched *s = sched_new(&c, 1, at(0));
+    struct sched_job j;
+    for (int round = 0; round < 3; round++) {
+        int64_t t = round * 10 * S;
+        sched_write(s, at(t), 1, -1, MIN);
+        sched_write(s, at(t), 2, -1, -1);
+        int writes1 = 0, writes2 = 0;
+        for (int k = 0; k < 4; k++) {
+            int64_t wake;
+            if (!start(s, t, &j, &wake)) {
+                t = wake;
+                continue;
+            }
+            writes1 += j.kind == SCHED_JOB_WRITE && j.target == 1;
+            writes2 += j.kind == SCHED_JOB_WRITE && j.target == 2;
+            sched_done(s, at(t + 10), SCHED_RESULT_OK);
+            t += 10;
+            if (t >= (round + 1) * 10 * S)
+                break;
+        }
+        ck_assert_int_eq(writes2, 1); // no interval: written every round
+        ck_assert_int_eq(writes1, round == 0 ? 1 : 0);
+    }
+    sched_free(s);
+}
+END_TEST
+
+START_TEST(test_poll_first_goes_before_writes)
+{
+    static const int64_t two[] = {35 * S, 10 * MIN};
+    struct sched_config c = base_config();
+    c.group_interval_ms = two;
+    c.n_groups = 2;
+    struct sched *s = sched_new(&c, 1, at(0));
+    struct sched_job j;
+    int64_t t = 0, wake;
+    while (!start(s, t, &j, &wake))
+        t = wake;
+    sched_done(s, at(t + S), SCHED_RESULT_OK);
+    t += S;
+    sched_write(s, at(t), 4, 0, -1);
+    sched_poll_first(s, 1);
+    ck_assert(!start(s, t, &j, &wake)); // the gap still holds
+    ck_assert_int_eq(wake, t + 31 * S);
+    t = wake;
+    ck_assert(start(s, t, &j, NULL));
+    ck_assert_int_eq(j.kind, SCHED_JOB_POLL);
+    ck_assert_uint_eq(j.group, 1);
+    // A failure keeps the request: it is asked first again.
+    sched_done(s, at(t + S), SCHED_RESULT_FAIL);
+    while (!start(s, t, &j, &wake))
+        t = wake;
+    ck_assert_int_eq(j.kind, SCHED_JOB_POLL);
+    ck_assert_uint_eq(j.group, 1);
+    sched_done(s, at(t + S), SCHED_RESULT_OK);
+    t += S;
+    while (!start(s, t, &j, &wake))
+        t = wake;
+    ck_assert_int_eq(j.kind, SCHED_JOB_WRITE);
+    sched_free(s);
+}
+END_TEST
+
+START_TEST(test_busy_write_is_retried_without_using_retries)
+{
+    struct sched_config c = base_config();
+    c.write_retries = 0;
+    struct sched *s = sched_new(&c, 1, at(0));
+    struct sched_job j;
+    int64_t t = 0, wake;
+    sched_write(s, at(0), 3, 0, -1);
+    for (int i = 0; i < 5; i++) {
+        for (;;) { // polls that fall due go in between
+            while (!start(s, t, &j, &wake))
+                t = wake;
+            if (j.kind == SCHED_JOB_WRITE)
+                break;
+            sched_done(s, at(t + S), SCHED_RESULT_OK);
+            t += S;
+        }
+        sched_done(s, at(t + S), SCHED_RESULT_BUSY);
+        ck_assert_int_eq(sched_state(s), SCHED_STATE_ONLINE); // it answered
+        t += S;
+        ck_assert(!start(s, t + 30 * S, &j, &wake)); // and the gap holds
+    }
+    uint32_t target;
+    enum sched_drop why;
+    ck_assert(!sched_take_dropped(s, &target, &why));
+    for (;;) {
+        while (!start(s, t, &j, &wake))
+            t = wake;
+        if (j.kind == SCHED_JOB_WRITE)
+            break;
+        sched_done(s, at(t + S), SCHED_RESULT_OK);
+        t += S;
+    }
+    sched_done(s, at(t + S), SCHED_RESULT_FAIL); // a real failure uses the (zero) retries
+    ck_assert(sched_take_dropped(s, &target, &why));
+    ck_assert_int_eq(why, SCHED_DROP_FAILED);
+    sched_free(s);
+}
+END_TEST
+
+START_TEST(test_skipped_keeps_the_gap)
+{
+    static const int64_t two[] = {35 * S, 35 * S};
+    struct sched_config c = base_config();
+    c.group_interval_ms = two;
+    c.n_groups = 2;
+    struct sched *s = sched_new(&c, 1, at(0));
+    struct sched_job j;
+    int64_t t = 0, wake;
+    while (!start(s, t, &j, &wake))
+        t = wake;
+    uint32_t first = j.group;
+    sched_done(s, at(t + S), SCHED_RESULT_SKIPPED); // nothing went out
+    ck_assert(start(s, t + S, &j, NULL));           // so the other group may go at once
+    ck_assert_uint_ne(j.group, first);
+    sched_done(s, at(t + 2 * S), SCHED_RESULT_OK);
+    ck_assert(!start(s, t + 2 * S, &j, &wake));
+    ck_assert_int_ge(wake, t + 2 * S + 31 * S);
+    sched_free(s);
+}
+END_TEST
+
+START_TEST(test_sleeping_grace_then_sleep_and_wake)
+{
+    struct sched_config c = base_config();
+    c.stale_after_ms = 3 * MIN;
+    c.sleep_interval_ms = 5 * MIN;
+    struct sched *s = sched_new(&c, 1, at(0));
+    struct sched_job j;
+    int64_t t = 0, wake, last_ok;
+    while (!start(s, t, &j, &wake))
+        t = wake;
+    sched_done(s, at(t + S), SCHED_RESULT_OK);
+    last_ok = t + S;
+    ck_assert_int_eq(sched_state(s), SCHED_STATE_ONLINE);
+    // Dusk: the device stops answering and the driver says it sleeps. It stays online,
+    // polled at its usual cadence, until three minutes after the last good exchange.
+    int probes = 0;
+    while (sched_state(s) == SCHED_STATE_ONLINE) {
+        ck_assert_int_lt(t, last_ok + 3 * MIN + 1);
+        if (!start(s, t, &j, &wake)) {
+            t = wake;
+            continue;
+        }
+        probes++;
+        sched_done(s, at(t + 5 * S), SCHED_RESULT_SLEEPING);
+        t += 5 * S;
+    }
+    ck_assert_int_ge(probes, 3);
+    ck_assert_int_eq(sched_state(s), SCHED_STATE_SLEEPING);
+    ck_assert_int_ge(t, last_ok + 3 * MIN);
+    // Asleep: probed every five minutes, failures expected.
+    int64_t prev = t;
+    for (int i = 0; i < 4; i++) {
+        while (!start(s, t, &j, &wake))
+            t = wake;
+        if (i > 0)
+            ck_assert_int_ge(t - prev, 5 * MIN);
+        sched_done(s, at(t + 5 * S), i % 2 ? SCHED_RESULT_FAIL : SCHED_RESULT_SLEEPING);
+        t += 5 * S;
+        prev = t;
+        ck_assert_int_eq(sched_state(s), SCHED_STATE_SLEEPING);
+    }
+    // Morning: the next probe answers.
+    while (!start(s, t, &j, &wake))
+        t = wake;
+    sched_done(s, at(t + S), SCHED_RESULT_OK);
+    ck_assert_int_eq(sched_state(s), SCHED_STATE_ONLINE);
     sched_free(s);
 }
 END_TEST
@@ -428,7 +608,7 @@ static void run_day(struct sim *m, uint64_t seed, bool hoymiles_like)
                 m->latest[target] = (int)(rnd(&r) * 1000);
                 m->asked[target] = true;
                 m->dropped_last[target] = false;
-                sched_write(s, at(t), (uint32_t)target, hoymiles_like ? 0 : target % GROUPS);
+                sched_write(s, at(t), (uint32_t)target, hoymiles_like ? 0 : target % GROUPS, -1);
             }
             next_burst = t + (int64_t)(rnd(&r) * 40 * MIN);
             if (next_burst >= last_commands && t < last_commands - HOUR)
@@ -480,7 +660,8 @@ static void audit(const struct sim *m, bool hoymiles_like)
     for (int i = 0; i < TARGETS; i++)
         last_write[i] = INT64_MIN;
     uint32_t fails = 0;
-    size_t writes = 0, readbacks = 0, sleeps = 0, failures = 0;
+    size_t writes = 0, readbacks = 0, sleeps = 0, failures = 0, graces = 0;
+    int64_t last_ok = 0;
 
     for (size_t i = 0; i < m->n; i++) {
         const struct entry *e = &m->log[i];
@@ -511,9 +692,16 @@ static void audit(const struct sim *m, bool hoymiles_like)
             } else if (p->result != SCHED_RESULT_FAIL) {
                 fails = 0;
             }
-            if (p->result == SCHED_RESULT_SLEEPING)
-                ck_assert_msg(gap >= c->sleep_interval_ms, "sleeping device probed after %lld",
-                              (long long)gap);
+            if (p->result == SCHED_RESULT_SLEEPING) {
+                // A device that just fell asleep keeps its poll cadence for a grace period
+                // (until its data would be stale); after that it is only probed.
+                bool grace =
+                    p->state_before == SCHED_STATE_ONLINE && p->end - last_ok < c->stale_after_ms;
+                graces += grace;
+                if (!grace)
+                    ck_assert_msg(gap >= c->sleep_interval_ms, "sleeping device probed after %lld",
+                                  (long long)gap);
+            }
             // A successful write is read back next.
             if (p->job.kind == SCHED_JOB_WRITE && p->result == SCHED_RESULT_OK) {
                 ck_assert_msg(e->job.kind == SCHED_JOB_POLL && e->job.readback,
@@ -545,6 +733,8 @@ static void audit(const struct sim *m, bool hoymiles_like)
         }
         sleeps += e->result == SCHED_RESULT_SLEEPING;
         failures += e->result == SCHED_RESULT_FAIL;
+        if (e->result == SCHED_RESULT_OK)
+            last_ok = e->end;
     }
     // Every last command was applied.
     for (int tg = 0; tg < TARGETS; tg++) {
@@ -558,8 +748,12 @@ static void audit(const struct sim *m, bool hoymiles_like)
     ck_assert_uint_gt(writes, 20);
     ck_assert_uint_gt(readbacks, 10);
     ck_assert_uint_gt(failures, 10);
-    if (hoymiles_like)
+    if (hoymiles_like) {
         ck_assert_uint_gt(sleeps, 10);
+        ck_assert_uint_gt(graces, 0); // dusk went through the grace period
+        // ... which ends: at most one stale period of sleeping answers at the poll cadence.
+        ck_assert_uint_le(graces, (size_t)(c->stale_after_ms / c->min_gap_ms) + 1);
+    }
     for (int g = 0; g < (hoymiles_like ? 1 : GROUPS); g++)
         ck_assert_int_gt(n_polls[g], hoymiles_like ? 1000 : 500);
 }
@@ -613,6 +807,11 @@ static Suite *sched_suite(void)
     tcase_add_test(tc, test_expired_and_failed_writes_are_reported);
     tcase_add_test(tc, test_missed_cycles_are_skipped);
     tcase_add_test(tc, test_sleeping_is_not_an_error);
+    tcase_add_test(tc, test_write_interval_of_its_own);
+    tcase_add_test(tc, test_poll_first_goes_before_writes);
+    tcase_add_test(tc, test_busy_write_is_retried_without_using_retries);
+    tcase_add_test(tc, test_skipped_keeps_the_gap);
+    tcase_add_test(tc, test_sleeping_grace_then_sleep_and_wake);
     tcase_add_test(tc, test_config_check);
     suite_add_tcase(s, tc);
 

@@ -165,7 +165,7 @@ START_TEST(test_full_message)
     set_text("alarm", "OFF");
     set_num("frequency", 49.99);
     set_num("reset", 1); // a button never has a state, whatever the slot holds
-    struct device_diag dg = {"online", 1700006400000LL, 3};
+    struct device_diag dg = {"online", 1700006400000LL, 3, NULL};
     char *json = publish_state_json(&dev, &st, &dg);
     ck_assert_str_eq(json, "{\"voltage\":230.1,\"power\":1500,\"energy\":12345.67,"
                            "\"status\":\"running\",\"serial\":\"AB12\",\"net_power\":null,"
@@ -183,7 +183,7 @@ START_TEST(test_unknown_disabled_and_never_seen)
     dev.disabled[idx("status")] = true;
     set_num("power", 5);
     set_num("voltage", 230);
-    struct device_diag dg = {"offline", 0, 0};
+    struct device_diag dg = {"offline", 0, 0, NULL};
     char *text = publish_state_json(&dev, &st, &dg);
     json_error_t err;
     json_t *o = json_loads(text, 0, &err);
@@ -234,7 +234,7 @@ START_TEST(test_number_format)
 {
     const struct number_case *c = &number_cases[_i];
     set_num("voltage", c->v);
-    struct device_diag dg = {"online", 0, 0};
+    struct device_diag dg = {"online", 0, 0, NULL};
     char *json = publish_state_json(&dev, &st, &dg);
     char want[64];
     snprintf(want, sizeof(want), "{\"voltage\":%s,", c->text);

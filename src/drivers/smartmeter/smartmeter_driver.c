@@ -30,8 +30,10 @@
 
 enum group { G_POWER, G_VOLTAGE, G_CURRENT, G_ENERGY, G_FREQUENCY, G_INFO, N_GROUPS };
 
-static const char *const groups[] = {"power",     "voltage", "current", "energy",
-                                     "frequency", "info",    NULL};
+static const struct drv_group groups[N_GROUPS] = {
+    {"power", NULL, false},  {"voltage", NULL, false},   {"current", NULL, false},
+    {"energy", NULL, false}, {"frequency", NULL, false}, {"info", NULL, false},
+};
 static const char *const group_cmd[N_GROUPS] = {"getPower",  "getVoltage", "getCurrent",
                                                 "getEnergy", "getPeriod",  "info"};
 
@@ -546,6 +548,7 @@ const struct driver_ops smartmeter_driver = {
     .fields = fields,
     .n_fields = N_FIELDS,
     .groups = groups,
+    .n_groups = N_GROUPS,
     .actions = actions,
     .timing =
         {
