@@ -21,3 +21,6 @@ else()
   find_package(eclipse-paho-mqtt-c CONFIG REQUIRED)
   add_library(e2m_paho ALIAS eclipse-paho-mqtt-c::paho-mqtt3as)
 endif()
+
+# protoc-c compiles the protocol definitions under proto/ at build time.
+find_program(E2M_PROTOC_C protoc-c REQUIRED)
