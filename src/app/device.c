@@ -390,7 +390,11 @@ static void store_raw(struct device *d, size_t i, double raw, int sf, int64_t no
                         d->guards[i].mark);
             return;
         }
-        if (g != GUARD_ACCEPT)
+        // A daily reset or a carried device reset is routine; a rebase or a confirmed jump
+        // deserves a look.
+        if (g == GUARD_ACCEPT_RESET || g == GUARD_ACCEPT_CONTINUED)
+            log_info(d->cfg->id, "%s: %s at %g", e->id, guard_verdict_name(g), v);
+        else if (g != GUARD_ACCEPT)
             log_warn(d->cfg->id, "%s: %s at %g", e->id, guard_verdict_name(g), v);
         if (d->persist)
             persist_set(d->persist, d->cfg->id, e->id,
@@ -480,7 +484,9 @@ static void check_confirmations(struct device *d, int group)
             same = v->kind == VALUE_TEXT && strcmp(v->text, cv->label) == 0;
         else
             same = v->kind == VALUE_TEXT && strcmp(v->text, cv->on ? "ON" : "OFF") == 0;
-        if (same)
+        if (d->assumed[i])
+            log_info(d->cfg->id, "%s shown as commanded (the device does not report it)", e->id);
+        else if (same)
             log_info(d->cfg->id, "%s confirmed by read-back", e->id);
         else
             log_warn(d->cfg->id,
