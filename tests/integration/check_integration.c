@@ -102,26 +102,6 @@ static bool wait_value(struct rig *r, const char *device, const char *key, doubl
     return false;
 }
 
-static int run_validator(const char *capture, bool require_published, char *out, size_t n)
-{
-    char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "%s %s '%s' 2>&1", itest_path("build", "tests/ha/ha_validate"),
-             require_published ? "--require-published" : "", capture);
-    FILE *p = popen(cmd, "r");
-    ck_assert_ptr_nonnull(p);
-    size_t len = 0;
-    out[0] = '\0';
-    char line[1024];
-    while (fgets(line, sizeof(line), p)) {
-        if (len + strlen(line) < n) {
-            strcpy(out + len, line);
-            len += strlen(line);
-        }
-    }
-    int status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 START_TEST(discovery_appears_and_validates)
 {
     struct rig r;
@@ -133,7 +113,7 @@ START_TEST(discovery_appears_and_validates)
     char path[300], out[8192];
     snprintf(path, sizeof(path), "%s/capture.txt", itest_dir());
     collector_dump(r.mqtt, path);
-    int rc = run_validator(path, true, out, sizeof(out));
+    int rc = itest_validate(path, true, out, sizeof(out));
     ck_assert_msg(rc == 0, "validator failed:\n%s", out);
     ck_assert_msg(strstr(out, " 0 failed"), "%s", out);
     // Every configured device and the bridge have a retained config.
@@ -589,14 +569,7 @@ END_TEST
 
 int main(int argc, char **argv)
 {
-    Suite *s = suite_create("integration");
-    TCase *tc = tcase_create("daemon");
-    tcase_set_timeout(tc, 180);
-    // `check_integration NAME...` runs only the named tests (used for the valgrind run).
-    struct {
-        const char *name;
-        const TTest *test;
-    } all[] = {
+    const struct itest_case all[] = {
         {"discovery_appears_and_validates", discovery_appears_and_validates},
         {"states_carry_simulator_values", states_carry_simulator_values},
         {"number_command_is_written_and_confirmed", number_command_is_written_and_confirmed},
@@ -611,17 +584,5 @@ int main(int argc, char **argv)
         {"modbus_rtu_end_to_end", modbus_rtu_end_to_end},
         {"tls_and_password", tls_and_password},
     };
-    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
-        bool wanted = argc < 2;
-        for (int a = 1; a < argc; a++)
-            wanted |= strcmp(argv[a], all[i].name) == 0;
-        if (wanted)
-            _tcase_add_test(tc, all[i].test, 0, 0, 0, 1);
-    }
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return itest_main("integration", all, sizeof(all) / sizeof(all[0]), 180, argc, argv);
 }

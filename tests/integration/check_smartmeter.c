@@ -104,16 +104,7 @@ START_TEST(powermeter_tcp_values_and_discovery)
     ck_assert_ptr_nonnull(s);
     free(s);
     // Discovery passes the validator, with every topic it references published.
-    char path[300], out[8192];
-    snprintf(path, sizeof(path), "%s/capture.txt", itest_dir());
-    collector_dump(r.mqtt, path);
-    char cmd[700];
-    snprintf(cmd, sizeof(cmd), "%s --require-published '%s' 2>&1",
-             itest_path("build", "tests/ha/ha_validate"), path);
-    FILE *p = popen(cmd, "r");
-    size_t len = fread(out, 1, sizeof(out) - 1, p);
-    out[len] = '\0';
-    ck_assert_msg(pclose(p) == 0, "validator: %s", out);
+    itest_assert_discovery_valid(r.mqtt);
     rig_stop(&r);
 }
 END_TEST
@@ -271,13 +262,7 @@ END_TEST
 
 int main(int argc, char **argv)
 {
-    Suite *s = suite_create("smartmeter");
-    TCase *tc = tcase_create("smartmeter");
-    tcase_set_timeout(tc, 120);
-    struct {
-        const char *name;
-        const TTest *test;
-    } all[] = {
+    const struct itest_case all[] = {
         {"powermeter_tcp_values_and_discovery", powermeter_tcp_values_and_discovery},
         {"powermeter_relay_round_trip_and_refusal", powermeter_relay_round_trip_and_refusal},
         {"stalled_meter_goes_offline_and_back", stalled_meter_goes_offline_and_back},
@@ -287,17 +272,5 @@ int main(int argc, char **argv)
         {"smartmeter_mqtt_mode", smartmeter_mqtt_mode},
         {"powermeter_mqtt_relay", powermeter_mqtt_relay},
     };
-    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
-        bool wanted = argc < 2;
-        for (int a = 1; a < argc; a++)
-            wanted |= strcmp(argv[a], all[i].name) == 0;
-        if (wanted)
-            _tcase_add_test(tc, all[i].test, 0, 0, 0, 1);
-    }
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return itest_main("smartmeter", all, sizeof(all) / sizeof(all[0]), 120, argc, argv);
 }

@@ -333,9 +333,12 @@ void sim_start_bin(struct sim *s, const char *binary, const char *const *args)
         snprintf(s->rtu_path, sizeof(s->rtu_path), "%s", line + 10);
         return;
     }
-    char *save, *tok = strtok_r(line + 9, " ", &save);
+    // "ready tcp 1234 1235 mqtt" (ports only) or "ready port=1234".
+    char *save, *tok = strtok_r(line + 5, " ", &save);
     while (tok && s->n_ports < 8) {
-        if (tok[0] >= '0' && tok[0] <= '9') // "ready tcp 1234 mqtt": ports only
+        if (strncmp(tok, "port=", 5) == 0)
+            tok += 5;
+        if (tok[0] >= '0' && tok[0] <= '9')
             s->ports[s->n_ports++] = atoi(tok);
         tok = strtok_r(NULL, " ", &save);
     }
@@ -592,4 +595,55 @@ char *json_string_of(const char *json, const char *key)
     char *out = s ? strdup(s) : NULL;
     json_decref(o);
     return out;
+}
+
+// ---- validation and main --------------------------------------------------------------------
+
+int itest_validate(const char *capture, bool require_published, char *out, size_t n)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "%s %s '%s' 2>&1", itest_path("build", "tests/ha/ha_validate"),
+             require_published ? "--require-published" : "", capture);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t len = 0;
+    out[0] = '\0';
+    char line[1024];
+    while (fgets(line, sizeof(line), p)) {
+        if (len + strlen(line) < n) {
+            strcpy(out + len, line);
+            len += strlen(line);
+        }
+    }
+    int status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+void itest_assert_discovery_valid(struct collector *c)
+{
+    char path[300], out[8192];
+    snprintf(path, sizeof(path), "%s/capture.txt", itest_dir());
+    collector_dump(c, path);
+    ck_assert_msg(itest_validate(path, true, out, sizeof(out)) == 0, "validator: %s", out);
+}
+
+int itest_main(const char *suite, const struct itest_case *cases, size_t n, int timeout_s, int argc,
+               char **argv)
+{
+    Suite *s = suite_create(suite);
+    TCase *tc = tcase_create(suite);
+    tcase_set_timeout(tc, timeout_s);
+    for (size_t i = 0; i < n; i++) {
+        bool wanted = argc < 2;
+        for (int a = 1; a < argc; a++)
+            wanted |= strcmp(argv[a], cases[i].name) == 0;
+        if (wanted)
+            _tcase_add_test(tc, cases[i].test, 0, 0, 0, 1);
+    }
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
 }

@@ -5,6 +5,7 @@
 #ifndef E2M_ITEST_H
 #define E2M_ITEST_H
 
+#include <check.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -112,5 +113,21 @@ char *json_string_of(const char *json, const char *key);
 
 long long itest_now_ms(void);
 void itest_sleep_ms(int ms);
+
+// Runs ha_validate (with --require-published when asked) over a capture file; returns its
+// exit status with its output in `out`.
+int itest_validate(const char *capture, bool require_published, char *out, size_t n);
+// Dumps everything `c` saw and fails the test unless ha_validate --require-published accepts
+// it: every discovery message valid, every topic it references published.
+void itest_assert_discovery_valid(struct collector *c);
+
+// A test program's main: runs the named cases (all of them when no name is given on the
+// command line, e.g. for the valgrind runs) in one test case; returns the exit status.
+struct itest_case {
+    const char *name;
+    const TTest *test;
+};
+int itest_main(const char *suite, const struct itest_case *cases, size_t n, int timeout_s, int argc,
+               char **argv);
 
 #endif
