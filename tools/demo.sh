@@ -1,8 +1,9 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
 # The demo behind `make demo`: a private mosquitto on a free loopback port, simulated devices
-# (a SunSpec inverter and an Eastron SDM630 meter speaking real Modbus TCP), and the daemon
-# with examples/demo.yaml. Ctrl-C stops everything.
+# (a SunSpec inverter and an Eastron SDM630 meter speaking real Modbus TCP, a PowerMeter plug,
+# a SmartMeter publishing over MQTT, a Hoymiles HMS-800W-2T DTU), and the daemon with
+# examples/demo.yaml. Ctrl-C stops everything.
 #   tools/demo.sh BUILD_DIR            run until Ctrl-C
 #   tools/demo.sh BUILD_DIR --smoke N  run N seconds, check discovery and states, exit 0/1
 set -eu
@@ -13,7 +14,8 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 bin=$build/src/energy2mqtt
 sim=$build/tests/sim/e2m-modbus-sim
 smsim=$build/tests/sim/e2m-smartmeter-sim
-for f in "$bin" "$sim" "$smsim"; do
+hmsim=$build/tests/sim/e2m-hoymiles-sim
+for f in "$bin" "$sim" "$smsim" "$hmsim"; do
     [ -x "$f" ] || { echo "demo: $f is missing; build first (make demo does)" >&2; exit 1; }
 done
 mosquitto=$(command -v mosquitto || echo /usr/sbin/mosquitto)
@@ -41,12 +43,12 @@ free_port() {
     done
 }
 
-wait_ready() { # file -> the port of its "ready tcp N [mqtt]" line
+wait_ready() { # file -> the port of its "ready tcp N [mqtt]" or "ready port=N" line
     i=0
     while [ $i -lt 100 ]; do
         line=$(grep -m1 '^ready ' "$1" 2>/dev/null || true)
         if [ -n "$line" ]; then
-            echo "$line" | cut -d' ' -f3
+            echo "$line" | sed -E 's/^ready (tcp )?(port=)?([0-9]+).*/\3/'
             return
         fi
         sleep 0.05
@@ -71,7 +73,7 @@ until (exec 3<>"/dev/tcp/127.0.0.1/$mqtt_port") 2>/dev/null; do
 done
 
 # The simulators keep reading commands on stdin; a FIFO held open keeps it from closing.
-mkfifo "$work/inverter.ctl" "$work/meter.ctl" "$work/plug.ctl" "$work/house.ctl"
+mkfifo "$work/inverter.ctl" "$work/meter.ctl" "$work/plug.ctl" "$work/house.ctl" "$work/dtu.ctl"
 "$sim" --profile sunspec --port 0 <"$work/inverter.ctl" >"$work/inverter.out" 2>&1 &
 pids="$pids $!"
 "$sim" --profile sdm630 --port 0 <"$work/meter.ctl" >"$work/meter.out" 2>&1 &
@@ -81,15 +83,20 @@ pids="$pids $!"
 "$smsim" --type smartmeter --name smartmeter1 --port 0 --mqtt "127.0.0.1:$mqtt_port" \
     --interval 2 <"$work/house.ctl" >"$work/house.out" 2>"$work/house.err" &
 pids="$pids $!"
-exec 7>"$work/inverter.ctl" 8>"$work/meter.ctl" 5>"$work/plug.ctl" 6>"$work/house.ctl"
+# The DTU keeps the real 30 s guard and 5-minute cloud windows; it encrypts like V01.01.01.
+"$hmsim" --port 0 --encrypted --power 640 <"$work/dtu.ctl" >"$work/dtu.out" 2>"$work/dtu.err" &
+pids="$pids $!"
+exec 7>"$work/inverter.ctl" 8>"$work/meter.ctl" 5>"$work/plug.ctl" 6>"$work/house.ctl" \
+    4>"$work/dtu.ctl"
 E2M_DEMO_INVERTER_PORT=$(wait_ready "$work/inverter.out")
 E2M_DEMO_METER_PORT=$(wait_ready "$work/meter.out")
 E2M_DEMO_PLUG_PORT=$(wait_ready "$work/plug.out")
 wait_ready "$work/house.out" >/dev/null
+E2M_DEMO_DTU_PORT=$(wait_ready "$work/dtu.out")
 E2M_DEMO_MQTT_PORT=$mqtt_port
 E2M_DEMO_STATE_DIR=$work
 export E2M_DEMO_MQTT_PORT E2M_DEMO_INVERTER_PORT E2M_DEMO_METER_PORT E2M_DEMO_PLUG_PORT \
-    E2M_DEMO_STATE_DIR
+    E2M_DEMO_DTU_PORT E2M_DEMO_STATE_DIR
 
 sub="mosquitto_sub -h 127.0.0.1 -p $mqtt_port"
 pub="mosquitto_pub -h 127.0.0.1 -p $mqtt_port"
@@ -101,6 +108,8 @@ energy2mqtt demo
   grid_meter  simulated Eastron SDM630, Modbus TCP 127.0.0.1:$E2M_DEMO_METER_PORT
   plug        simulated voelkerb PowerMeter, TCP 127.0.0.1:$E2M_DEMO_PLUG_PORT
   house       simulated voelkerb SmartMeter publishing its own samples (MQTT mode)
+  balcony     simulated Hoymiles HMS-800W-2T DTU, encrypted, TCP 127.0.0.1:$E2M_DEMO_DTU_PORT
+              (real timing: one request per 31 s at most, so its data takes a moment)
   config      examples/demo.yaml
 
 In another terminal:
@@ -110,6 +119,7 @@ In another terminal:
   enable the limit:             $pub -t energy2mqtt/inverter/power_limit_enabled/set -m ON
   a refused command:            $pub -t energy2mqtt/inverter/power_limit/set -m 150
   switch the plug off:          $pub -t energy2mqtt/plug/relay/set -m OFF
+  limit the balcony to 50 %:    $pub -t energy2mqtt/balcony/power_limit/set -m 50
   pretend Home Assistant
   restarted:                    $pub -t homeassistant/status -m online
   check discovery offline:      $bin discovery -c $top/examples/demo.yaml | $build/tests/ha/ha_validate -
@@ -137,7 +147,8 @@ live() {
         $1 ~ /grid_meter/ { met = "meter " num("power") " W, L1 " num("l1_voltage") " V, import " num("import_energy") " kWh" }
         $1 ~ /plug/ { plug = "plug " num("power") " W" }
         $1 ~ /house/ { house = "house " num("power") " W" }
-        n && n % 3 == 0 && $1 ~ /inverter/ { printf "[demo] %s | %s | %s | %s\n", inv, met, plug, house; fflush() }'
+        $1 ~ /balcony/ { dtu = "balcony " num("ac_power") " W, limit " num("power_limit") " %" }
+        n && n % 3 == 0 && $1 ~ /inverter/ { printf "[demo] %s | %s | %s | %s | %s\n", inv, met, plug, house, dtu; fflush() }'
 }
 
 if [ -z "$smoke" ]; then
@@ -167,11 +178,13 @@ states=$(grep -c '^energy2mqtt/inverter/state {.*"power":[0-9]' "$work/traffic.t
 meter=$(grep -c '^energy2mqtt/grid_meter/state {.*"l1_voltage":[0-9]' "$work/traffic.txt" || true)
 plug=$(grep -c '^energy2mqtt/plug/state {.*"power":[0-9]' "$work/traffic.txt" || true)
 house=$(grep -c '^energy2mqtt/house/state {.*"power":[0-9]' "$work/traffic.txt" || true)
+# The DTU's first exchange is AppInfo; its real-time data follows after the 31 s guard.
+dtu=$(grep -c '^energy2mqtt/balcony/state {.*"inverter_model":"HMS-800W-2T"' "$work/traffic.txt" || true)
 echo "demo: $configs discovery configs; states: inverter $states, meter $meter, plug $plug," \
-    "house $house"
+    "house $house, balcony $dtu"
 grep -m1 '^energy2mqtt/inverter/state' "$work/traffic.txt" | cut -c1-160
-if [ "$configs" -ge 5 ] && [ "$states" -ge 2 ] && [ "$meter" -ge 2 ] && [ "$plug" -ge 2 ] &&
-    [ "$house" -ge 2 ]; then
+if [ "$configs" -ge 6 ] && [ "$states" -ge 2 ] && [ "$meter" -ge 2 ] && [ "$plug" -ge 2 ] &&
+    [ "$house" -ge 2 ] && [ "$dtu" -ge 1 ]; then
     echo "demo: OK"
 else
     cat "$work/daemon.log"
