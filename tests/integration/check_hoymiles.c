@@ -208,8 +208,10 @@ static bool assumed(struct rig *r, const char *id)
 START_TEST(plain_values_and_discovery)
 {
     struct rig r;
-    const char *extra[] = {"--power", "600", NULL};
-    rig_start(&r, extra, NULL);
+    // The daemon keeps its connection, the DTU closes it after every reply (as some
+    // firmware does): each request then opens a new one.
+    const char *extra[] = {"--power", "600", "--close-after-reply", NULL};
+    rig_start(&r, extra, "      keep_connection: true\n");
     wait_online(&r);
     // Values as the DTU holds them: AC power, grid, the lifetime sum of the ports.
     ck_assert_msg(wait_value(&r, "ac_power", stat_num(&r, "power_w"), 15, 10000), "ac_power %f",
@@ -224,9 +226,11 @@ START_TEST(plain_values_and_discovery)
     ck_assert(wait_text(&r, "dtu_version", "01.00.07", 5000));
     ck_assert(wait_text(&r, "encrypted", "OFF", 5000));
     ck_assert(wait_text(&r, "link", "ON", 5000));
-    // AppInfo came first, then real data.
+    // AppInfo came first, then real data, each on a connection of its own.
     ck_assert_int_ge(requests_with_tag(&r, "0xa301"), 1);
     ck_assert_int_ge(requests_with_tag(&r, "0xa311"), 1);
+    ck_assert_int_ge(stat_num(&r, "connections"), stat_num(&r, "requests"));
+    ck_assert(!proc_log_contains(&r.daemon, " WARN "));
     // Discovery passes the validator, with every topic it references published.
     itest_assert_discovery_valid(r.mqtt);
     rig_stop(&r);
