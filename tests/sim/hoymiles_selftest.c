@@ -7,90 +7,28 @@
 // on a simulated clock instead. The client uses the simulator's own wire module (frames, CRC,
 // protobuf, AES-GCM). Exit status: 0 pass, 1 fail, 2 usage.
 #include "hoymiles_sim.h"
+#include "selftest_child.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
-#include <netinet/in.h>
 #include <poll.h>
-#include <signal.h>
-#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/types.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
 
-#define LINE_LEN  16384
-#define MAX_LINES 64
-#define GUARD     250 // --guard of every scenario
+#define HCONN_BUF 16384 // bytes buffered from the DTU
+#define GUARD     250   // --guard of every scenario
 
-struct child {
-    pid_t pid;
-    int in_fd, out_fd;
-    char buf[LINE_LEN];
-    size_t len;
-    char backlog[MAX_LINES][2048];
-    int n_backlog;
-    char errfile[64];
-    int port;
-};
-
-static const char *scenario = "?";
-static struct child *current;
-static const char *wrapper;
-static int slow = 1;     // timeouts and gaps are multiplied by this under valgrind
 static int64_t last_req; // when the last request was sent (pacing against the guard)
 static uint16_t next_seq = 0x1234;
-
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-
-static void fail(const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "FAIL %s: ", scenario);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    if (current) {
-        if (current->pid > 0) {
-            kill(current->pid, SIGKILL);
-            waitpid(current->pid, NULL, 0);
-        }
-        FILE *f = fopen(current->errfile, "r");
-        char line[512];
-        while (f && fgets(line, sizeof(line), f)) {
-            fprintf(stderr, "  sim stderr: %s", line);
-        }
-        if (f) {
-            fclose(f);
-        }
-        unlink(current->errfile);
-    }
-    exit(1);
-}
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fail(__VA_ARGS__);                                                                     \
-        }                                                                                          \
-    } while (0)
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int64_t wall_now_ms(void)
 {
@@ -99,179 +37,54 @@ static int64_t wall_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void sleep_ms(int64_t ms)
-{
-    if (ms <= 0) {
-        return;
-    }
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
-    }
-}
-
 // ---- The simulator process ----------------------------------------------------------------
 
-static char *child_read_line(struct child *c, int64_t timeout_ms, char *out)
-{
-    int64_t deadline = now_ms() + timeout_ms;
-    for (;;) {
-        char *nl = memchr(c->buf, '\n', c->len);
-        if (nl) {
-            size_t n = (size_t)(nl - c->buf);
-            memcpy(out, c->buf, n);
-            out[n] = '\0';
-            memmove(c->buf, nl + 1, c->len - n - 1);
-            c->len -= n + 1;
-            return out;
-        }
-        int64_t left = deadline - now_ms();
-        if (left <= 0) {
-            return NULL;
-        }
-        struct pollfd p = {.fd = c->out_fd, .events = POLLIN};
-        if (poll(&p, 1, (int)left) <= 0) {
-            continue;
-        }
-        ssize_t r = read(c->out_fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len);
-        if (r <= 0) {
-            return NULL;
-        }
-        c->len += (size_t)r;
-    }
-}
-
-static void backlog_add(struct child *c, const char *line)
-{
-    if (c->n_backlog == MAX_LINES) {
-        memmove(c->backlog[0], c->backlog[1], (MAX_LINES - 1) * sizeof(c->backlog[0]));
-        c->n_backlog--;
-    }
-    // Long lines are cut: stats lines are never left in the backlog, other lines are short.
-    size_t n = strnlen(line, sizeof(c->backlog[0]) - 1);
-    memcpy(c->backlog[c->n_backlog], line, n);
-    c->backlog[c->n_backlog++][n] = '\0';
-}
-
-// Waits for a line starting with `prefix`; other lines are kept for later expectations.
-static void child_expect(struct child *c, const char *prefix, int timeout_ms, char *out)
-{
-    size_t plen = strlen(prefix);
-    for (int i = 0; i < c->n_backlog; i++) {
-        if (strncmp(c->backlog[i], prefix, plen) == 0) {
-            strcpy(out, c->backlog[i]);
-            memmove(c->backlog[i], c->backlog[i + 1],
-                    (size_t)(c->n_backlog - i - 1) * sizeof(c->backlog[0]));
-            c->n_backlog--;
-            return;
-        }
-    }
-    int64_t deadline = now_ms() + (int64_t)timeout_ms * slow;
-    for (;;) {
-        int64_t left = deadline - now_ms();
-        CHECK(left > 0 && child_read_line(c, left, out), "no line starting with '%s'", prefix);
-        if (strncmp(out, prefix, plen) == 0) {
-            return;
-        }
-        backlog_add(c, out);
-    }
-}
-
-static void child_start(struct child *c, const char *sim, const char *const *extra)
+// Starts the simulator with the options every scenario shares plus `extra` (NULL-terminated or
+// NULL) and returns its TCP port.
+static int dtu_start(struct child *c, const char *sim, const char *const *extra)
 {
     static const char *const base[] = {
         "--port",      "0",       "--guard",  "250",    "--cloud",   "off",  "--data-interval",
         "500",         "--power", "500",      "--seed", "7",         "--tz", "0",
-        "--reboot-ms", "800",     "--lockup", "1500",   "--cmd-gap", "600",  NULL};
-    const char *argv[96];
-    int n = 0;
-    char *wrap = NULL;
-    memset(c, 0, sizeof(*c));
-    if (wrapper) {
-        wrap = strdup(wrapper);
-        CHECK(wrap, "out of memory");
-        char *save = NULL;
-        for (char *t = strtok_r(wrap, " ", &save); t && n < 32; t = strtok_r(NULL, " ", &save)) {
-            argv[n++] = t;
-        }
+        "--reboot-ms", "800",     "--lockup", "1500",   "--cmd-gap", "600"};
+    const char *args[sizeof(base) / sizeof(base[0]) + 16];
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof(base) / sizeof(base[0]); i++) {
+        args[n++] = base[i];
     }
-    argv[n++] = sim;
-    for (int i = 0; base[i]; i++) {
-        argv[n++] = base[i];
+    for (int i = 0; extra && extra[i]; i++) {
+        CHECK(n < sizeof(args) / sizeof(args[0]) - 1, "too many simulator options");
+        args[n++] = extra[i];
     }
-    for (int i = 0; extra && extra[i] && n < 95; i++) {
-        argv[n++] = extra[i];
-    }
-    argv[n] = NULL;
-    snprintf(c->errfile, sizeof(c->errfile), "/tmp/e2m-hssim-err-XXXXXX");
-    int err_fd = mkstemp(c->errfile);
-    CHECK(err_fd >= 0, "mkstemp: %s", strerror(errno));
-    int in[2], out[2];
-    CHECK(pipe(in) == 0 && pipe(out) == 0, "pipe: %s", strerror(errno));
-    c->pid = fork();
-    CHECK(c->pid >= 0, "fork: %s", strerror(errno));
-    if (c->pid == 0) {
-        dup2(in[0], STDIN_FILENO);
-        dup2(out[1], STDOUT_FILENO);
-        dup2(err_fd, STDERR_FILENO);
-        close(in[0]);
-        close(in[1]);
-        close(out[0]);
-        close(out[1]);
-        close(err_fd);
-        execvp(argv[0], (char *const *)argv);
-        perror("exec");
-        _exit(127);
-    }
-    free(wrap);
-    close(err_fd);
-    close(in[0]);
-    close(out[1]);
-    c->in_fd = in[1];
-    c->out_fd = out[0];
-    current = c;
-    char line[LINE_LEN];
+    args[n] = NULL;
+    child_start(c, sim, args);
+    char line[SELFTEST_LINE_MAX];
     child_expect(c, "ready port=", 5000, line);
-    c->port = atoi(line + 11);
-    CHECK(c->port > 0, "no port in '%s'", line);
+    int port = atoi(line + 11);
+    CHECK(port > 0, "no port in '%s'", line);
     last_req = 0;
+    return port;
 }
 
-static void child_write(struct child *c, const char *cmd)
+// Sends a control command and requires a bare "ok".
+static void dtu_cmd(struct child *c, const char *cmd)
 {
-    char text[512];
-    snprintf(text, sizeof(text), "%s\n", cmd);
-    CHECK(write(c->in_fd, text, strlen(text)) == (ssize_t)strlen(text), "write to simulator");
-}
-
-// Sends a control command and requires "ok".
-static void child_cmd(struct child *c, const char *cmd)
-{
-    char line[LINE_LEN];
-    child_write(c, cmd);
-    int64_t deadline = now_ms() + 3000 * (int64_t)slow;
-    for (;;) {
-        int64_t left = deadline - now_ms();
-        CHECK(left > 0 && child_read_line(c, left, line), "no answer to '%s'", cmd);
-        if (strcmp(line, "ok") == 0) {
-            return;
-        }
-        CHECK(strncmp(line, "err", 3) != 0, "command '%s' failed: %s", cmd, line);
-        backlog_add(c, line);
-    }
+    const char *rest = child_cmd(c, "%s", cmd);
+    CHECK(rest[0] == '\0', "command '%s' answered 'ok %s'", cmd, rest);
 }
 
 // Sends a control command that must be refused.
-static void child_cmd_err(struct child *c, const char *cmd)
+static void dtu_cmd_err(struct child *c, const char *cmd)
 {
-    char line[LINE_LEN];
-    child_write(c, cmd);
+    char line[SELFTEST_LINE_MAX];
+    child_send(c, "%s", cmd);
     child_expect(c, "err", 3000, line);
 }
 
-static json_t *child_stats(struct child *c)
+static json_t *dtu_stats(struct child *c)
 {
-    char line[LINE_LEN];
-    child_write(c, "stats");
+    char line[SELFTEST_LINE_MAX];
+    child_send(c, "stats");
     child_expect(c, "{", 3000, line);
     json_error_t err;
     json_t *j = json_loads(line, 0, &err);
@@ -309,7 +122,7 @@ static int64_t js_sub_int(json_t *j, const char *obj, const char *key)
 // One stats value, for short checks: returns the integer at `key`.
 static int64_t stat_int(struct child *c, const char *key)
 {
-    json_t *j = child_stats(c);
+    json_t *j = dtu_stats(c);
     int64_t v = js_int(j, key);
     json_decref(j);
     return v;
@@ -317,46 +130,19 @@ static int64_t stat_int(struct child *c, const char *key)
 
 static bool stat_bool(struct child *c, const char *key)
 {
-    json_t *j = child_stats(c);
+    json_t *j = dtu_stats(c);
     bool v = js_bool(j, key);
     json_decref(j);
     return v;
 }
 
-static bool errfile_has(struct child *c, const char *text)
+// Ends the simulator like child_stop and requires that its log never showed a secret.
+static void dtu_stop(struct child *c)
 {
-    FILE *f = fopen(c->errfile, "r");
-    char line[1024];
-    bool found = false;
-    while (f && !found && fgets(line, sizeof(line), f)) {
-        found = strstr(line, text) != NULL;
-    }
-    if (f) {
-        fclose(f);
-    }
-    return found;
-}
-
-static void child_stop(struct child *c)
-{
-    kill(c->pid, SIGTERM);
-    int64_t deadline = now_ms() + 5000 * (int64_t)slow;
-    int status;
-    pid_t r;
-    while ((r = waitpid(c->pid, &status, WNOHANG)) == 0 && now_ms() < deadline) {
-        sleep_ms(20);
-    }
-    CHECK(r == c->pid, "simulator did not exit after SIGTERM");
-    c->pid = 0;
-    close(c->in_fd);
-    close(c->out_fd);
-    CHECK(WIFEXITED(status), "simulator died by signal %d",
-          WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-    CHECK(WEXITSTATUS(status) == 0, "simulator exit status %d", WEXITSTATUS(status));
-    CHECK(!errfile_has(c, HS_SECRET_WIFI_PASS) && !errfile_has(c, HS_SECRET_AP_PASS),
+    child_terminate(c);
+    CHECK(!child_stderr_has(c, HS_SECRET_WIFI_PASS) && !child_stderr_has(c, HS_SECRET_AP_PASS),
           "a secret appeared in the simulator's log");
-    unlink(c->errfile);
-    current = NULL;
+    child_release(c);
 }
 
 // ---- TCP client -----------------------------------------------------------------------------
@@ -364,37 +150,23 @@ static void child_stop(struct child *c)
 struct hconn {
     int fd;
     bool eof;
-    uint8_t buf[LINE_LEN];
+    uint8_t buf[HCONN_BUF];
     size_t len;
 };
-
-static int tcp_connect(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
-        int err = errno;
-        close(fd);
-        errno = err;
-        return -1;
-    }
-    return fd;
-}
 
 static void hc_open(struct hconn *h, int port)
 {
     memset(h, 0, sizeof(*h));
-    h->fd = tcp_connect(port);
+    h->fd = selftest_tcp_connect(port);
     CHECK(h->fd >= 0, "connect to %d: %s", port, strerror(errno));
 }
 
 // Connects, retrying for up to `ms` (a DTU that is booting refuses connections).
 static void hc_open_retry(struct hconn *h, int port, int ms)
 {
-    int64_t deadline = now_ms() + (int64_t)ms * slow;
+    int64_t deadline = now_ms() + (int64_t)ms * selftest.slow;
     memset(h, 0, sizeof(*h));
-    while ((h->fd = tcp_connect(port)) < 0) {
+    while ((h->fd = selftest_tcp_connect(port)) < 0) {
         CHECK(now_ms() < deadline, "DTU still unreachable after %d ms: %s", ms, strerror(errno));
         sleep_ms(50);
     }
@@ -410,7 +182,7 @@ static void hc_close(struct hconn *h)
 
 static bool refused(int port)
 {
-    int fd = tcp_connect(port);
+    int fd = selftest_tcp_connect(port);
     if (fd >= 0) {
         close(fd);
         return false;
@@ -455,7 +227,7 @@ static void hc_consume(struct hconn *h, size_t n)
 // True when the DTU closes the connection within `ms` (scaled); data before the close is kept.
 static bool hc_wait_eof(struct hconn *h, int ms)
 {
-    int64_t deadline = now_ms() + (int64_t)ms * slow;
+    int64_t deadline = now_ms() + (int64_t)ms * selftest.slow;
     while (!h->eof && now_ms() < deadline) {
         size_t before = h->len;
         hc_fill(h, h->len + 1, deadline - now_ms());
@@ -532,7 +304,7 @@ static struct hs_buf pl_command(int action, const char *data)
 // Waits until a request may be sent without violating the guard.
 static void pace(void)
 {
-    int64_t due = last_req + GUARD + 120 * (int64_t)slow;
+    int64_t due = last_req + GUARD + 120 * (int64_t)selftest.slow;
     sleep_ms(due - now_ms());
 }
 
@@ -560,7 +332,7 @@ static uint16_t send_req(struct hconn *h, uint16_t tag, struct hs_buf pl, const 
 static bool recv_reply(struct hconn *h, uint16_t tag, uint16_t seq, const uint8_t *key,
                        struct hs_buf *plain, int timeout_ms)
 {
-    int64_t deadline = now_ms() + (int64_t)timeout_ms * slow;
+    int64_t deadline = now_ms() + (int64_t)timeout_ms * selftest.slow;
     plain->len = 0;
     for (;;) {
         struct hs_frame f;
@@ -595,7 +367,7 @@ static void silence(struct hconn *h, uint16_t tag, struct hs_buf pl, const uint8
 {
     CHECK(h->len == 0, "unexpected bytes before request 0x%04X", tag);
     send_req(h, tag, pl, key);
-    hc_fill(h, 1, (int64_t)ms * slow);
+    hc_fill(h, 1, (int64_t)ms * selftest.slow);
     CHECK(h->len == 0, "request 0x%04X was answered (%zu bytes)", tag, h->len);
 }
 
@@ -729,8 +501,8 @@ static void test_plain(const char *sim)
     struct hconn h;
     struct hs_buf r = {0};
     char text[128];
-    child_start(&ch, sim, NULL);
-    hc_open(&h, ch.port);
+    int port = dtu_start(&ch, sim, NULL);
+    hc_open(&h, port);
 
     exchange(&h, HS_TAG_APPINFO, pl_appinfo(), NULL, &r);
     char dtu_sn[32];
@@ -814,7 +586,7 @@ static void test_plain(const char *sim)
     hs_buf_free(&pl);
     hs_buf_free(&f);
 
-    json_t *j = child_stats(&ch);
+    json_t *j = dtu_stats(&ch);
     static const char *const keys[] = {"requests",
                                        "replies",
                                        "requests_by_tag",
@@ -873,7 +645,7 @@ static void test_plain(const char *sim)
     json_decref(j);
     hs_buf_free(&r);
     hc_close(&h);
-    child_stop(&ch);
+    dtu_stop(&ch);
 }
 
 static void test_encrypted(const char *sim)
@@ -885,8 +657,8 @@ static void test_encrypted(const char *sim)
     const uint8_t *p;
     size_t n;
     char dtu_sn[32], hex[64];
-    child_start(&ch, sim, (const char *const[]){"--encrypted", NULL});
-    hc_open(&h, ch.port);
+    int port = dtu_start(&ch, sim, (const char *const[]){"--encrypted", NULL});
+    hc_open(&h, port);
 
     exchange(&h, HS_TAG_APPINFO, pl_appinfo(), NULL, &r); // always plain
     pb_str(&r, 1, dtu_sn, sizeof(dtu_sn));
@@ -897,7 +669,7 @@ static void test_encrypted(const char *sim)
           "enc_rand missing");
     memcpy(key_a, p, n);
     hs_buf_free(&info);
-    json_t *j = child_stats(&ch);
+    json_t *j = dtu_stats(&ch);
     for (int i = 0; i < HS_ENC_RAND_LEN; i++) {
         snprintf(hex + 2 * i, 3, "%02x", key_a[i]);
     }
@@ -927,11 +699,11 @@ static void test_encrypted(const char *sim)
     CHECK(pb_int(&r, 3) < 0, "encrypted heartbeat reply");
 
     // Reboot: connection closed, refused while booting, new enc_rand afterwards.
-    child_cmd(&ch, "reboot");
+    dtu_cmd(&ch, "reboot");
     CHECK(hc_wait_eof(&h, 2000), "reboot did not close the connection");
     hc_close(&h);
-    CHECK(refused(ch.port), "connection accepted while rebooting");
-    hc_open_retry(&h, ch.port, 3000);
+    CHECK(refused(port), "connection accepted while rebooting");
+    hc_open_retry(&h, port, 3000);
     exchange(&h, HS_TAG_APPINFO, pl_appinfo(), NULL, &r);
     info = pb_sub(&r, 8, 0);
     CHECK(hs_pb_get_bytes(info.data, info.len, 27, 0, &p, &n) && n == HS_ENC_RAND_LEN,
@@ -943,14 +715,14 @@ static void test_encrypted(const char *sim)
     CHECK(stat_int(&ch, "decrypt_failures") == 2, "old key: decrypt failure not counted");
     realdata(&h, key_b, &d);
     CHECK(d.ac_p == 5000, "realdata with the new key");
-    j = child_stats(&ch);
+    j = dtu_stats(&ch);
     CHECK(js_int(j, "dtu_reboots") == 1 && js_int(j, "guard_violations") == 0 &&
               js_int(j, "bad_frames") == 0,
           "reboot / guard / bad frame counters");
     json_decref(j);
     hs_buf_free(&r);
     hc_close(&h);
-    child_stop(&ch);
+    dtu_stop(&ch);
 }
 
 static void test_guard(const char *sim)
@@ -959,8 +731,8 @@ static void test_guard(const char *sim)
     struct hconn h;
     struct hs_buf r = {0};
     struct realdata d;
-    child_start(&ch, sim, NULL);
-    hc_open(&h, ch.port);
+    int port = dtu_start(&ch, sim, NULL);
+    hc_open(&h, port);
     realdata(&h, NULL, &d);
 
     // Second request 100 ms after the first: violation, lock-up, no answer.
@@ -968,14 +740,14 @@ static void test_guard(const char *sim)
     struct hs_buf pl = pl_realdata();
     send_frame(&h, HS_TAG_REALDATA, &pl, NULL);
     int64_t violation = now_ms();
-    hc_fill(&h, 1, 400 * (int64_t)slow);
+    hc_fill(&h, 1, 400 * (int64_t)selftest.slow);
     CHECK(h.len == 0, "the violating request was answered");
-    json_t *j = child_stats(&ch);
+    json_t *j = dtu_stats(&ch);
     CHECK(js_int(j, "guard_violations") == 1 && js_int(j, "lockups") == 1 && js_bool(j, "locked") &&
               js_int(j, "requests_while_locked") == 0,
           "violation not counted or not locked");
     json_decref(j);
-    CHECK(errfile_has(&ch, "guard violation"), "violation not logged on stderr");
+    CHECK(child_stderr_has(&ch, "guard violation"), "violation not logged on stderr");
 
     // Properly spaced requests during the lock-up are read but not answered.
     silence(&h, HS_TAG_REALDATA, pl_realdata(), NULL, 300);
@@ -984,29 +756,29 @@ static void test_guard(const char *sim)
     // After --lockup 1500 it answers again.
     sleep_ms(violation + 1500 + 100 - now_ms());
     realdata(&h, NULL, &d);
-    j = child_stats(&ch);
+    j = dtu_stats(&ch);
     CHECK(!js_bool(j, "locked") && js_int(j, "guard_violations") == 1, "lock-up did not end");
     json_decref(j);
 
     // Forced lock and unlock.
-    child_cmd(&ch, "lock");
+    dtu_cmd(&ch, "lock");
     silence(&h, HS_TAG_APPINFO, pl_appinfo(), NULL, 300);
-    child_cmd(&ch, "unlock");
+    dtu_cmd(&ch, "unlock");
     exchange(&h, HS_TAG_APPINFO, pl_appinfo(), NULL, &r);
 
     // guard 0 disables the rule: two requests 50 ms apart are both answered.
-    child_cmd(&ch, "guard 0");
+    dtu_cmd(&ch, "guard 0");
     realdata(&h, NULL, &d);
     sleep_ms(50);
     last_req = 0;
     realdata(&h, NULL, &d);
-    child_cmd_err(&ch, "guard fast");
-    j = child_stats(&ch);
+    dtu_cmd_err(&ch, "guard fast");
+    j = dtu_stats(&ch);
     CHECK(js_int(j, "guard_violations") == 1 && js_int(j, "lockups") == 2, "counters at end");
     json_decref(j);
     hs_buf_free(&r);
     hc_close(&h);
-    child_stop(&ch);
+    dtu_stop(&ch);
 }
 
 // Sleeps until wall_ms % period lies in [lo, hi].
@@ -1026,13 +798,13 @@ static void test_cloud(const char *sim)
     struct child ch;
     struct hconn h;
     struct realdata d;
-    child_start(&ch, sim, (const char *const[]){"--cloud", "2000,0,1000", NULL});
-    hc_open(&h, ch.port);
+    int port = dtu_start(&ch, sim, (const char *const[]){"--cloud", "2000,0,1000", NULL});
+    hc_open(&h, port);
     pace();
     wait_phase(2000, 200, 600);
     realdata(&h, NULL, &d);
     CHECK(stat_int(&ch, "lost_uploads") == 1, "request in the window not counted");
-    CHECK(errfile_has(&ch, "upload lost"), "lost upload not logged");
+    CHECK(child_stderr_has(&ch, "upload lost"), "lost upload not logged");
     pace();
     wait_phase(2000, 1200, 1600);
     realdata(&h, NULL, &d);
@@ -1042,7 +814,7 @@ static void test_cloud(const char *sim)
     realdata(&h, NULL, &d);
     CHECK(stat_int(&ch, "lost_uploads") == 2, "second window not counted");
     hc_close(&h);
-    child_stop(&ch);
+    dtu_stop(&ch);
 }
 
 static void test_close_after_reply(const char *sim)
@@ -1050,22 +822,22 @@ static void test_close_after_reply(const char *sim)
     struct child ch;
     struct hconn h;
     struct realdata d;
-    child_start(&ch, sim, (const char *const[]){"--close-after-reply", NULL});
-    hc_open(&h, ch.port);
+    int port = dtu_start(&ch, sim, (const char *const[]){"--close-after-reply", NULL});
+    hc_open(&h, port);
     realdata(&h, NULL, &d);
     CHECK(hc_wait_eof(&h, 1000), "connection not closed after the reply");
     hc_close(&h);
-    hc_open(&h, ch.port);
+    hc_open(&h, port);
     realdata(&h, NULL, &d);
     CHECK(hc_wait_eof(&h, 1000), "second connection not closed after the reply");
     hc_close(&h);
-    child_cmd(&ch, "close_after_reply off");
-    hc_open(&h, ch.port);
+    dtu_cmd(&ch, "close_after_reply off");
+    hc_open(&h, port);
     realdata(&h, NULL, &d);
     realdata(&h, NULL, &d); // same connection still open
     CHECK(!stat_bool(&ch, "close_after_reply"), "stats close_after_reply");
     hc_close(&h);
-    child_stop(&ch);
+    dtu_stop(&ch);
 }
 
 static void test_night(const char *sim)
@@ -1073,31 +845,31 @@ static void test_night(const char *sim)
     struct child ch;
     struct hconn h;
     struct hs_buf r = {0};
-    char line[LINE_LEN];
-    child_start(&ch, sim, (const char *const[]){"--night", NULL});
-    CHECK(refused(ch.port), "connection accepted at night");
-    json_t *j = child_stats(&ch);
+    char line[SELFTEST_LINE_MAX];
+    int port = dtu_start(&ch, sim, (const char *const[]){"--night", NULL});
+    CHECK(refused(port), "connection accepted at night");
+    json_t *j = dtu_stats(&ch);
     CHECK(js_bool(j, "night") && !js_bool(j, "reachable"), "night state");
     json_decref(j);
-    child_cmd(&ch, "night off");
+    dtu_cmd(&ch, "night off");
     child_expect(&ch, "state reachable", 1000, line);
-    hc_open(&h, ch.port);
+    hc_open(&h, port);
     exchange(&h, HS_TAG_APPINFO, pl_appinfo(), NULL, &r);
-    child_cmd(&ch, "night on");
+    dtu_cmd(&ch, "night on");
     child_expect(&ch, "state unreachable", 1000, line);
     CHECK(hc_wait_eof(&h, 1000), "night did not close the connection");
     hc_close(&h);
-    CHECK(refused(ch.port), "connection accepted after night on");
-    child_cmd(&ch, "night off");
-    hc_open(&h, ch.port);
+    CHECK(refused(port), "connection accepted after night on");
+    dtu_cmd(&ch, "night off");
+    hc_open(&h, port);
     exchange(&h, HS_TAG_APPINFO, pl_appinfo(), NULL, &r);
-    j = child_stats(&ch);
+    j = dtu_stats(&ch);
     CHECK(!js_bool(j, "night") && js_int(j, "dtu_boots") == 2, "boots %" PRId64,
           js_int(j, "dtu_boots"));
     json_decref(j);
     hs_buf_free(&r);
     hc_close(&h);
-    child_stop(&ch);
+    dtu_stop(&ch);
 }
 
 static void test_stale(const char *sim)
@@ -1105,17 +877,18 @@ static void test_stale(const char *sim)
     struct child ch;
     struct hconn h;
     struct realdata a, b, c;
-    child_start(&ch, sim, (const char *const[]){"--stale", "--data-interval", "2000", NULL});
-    hc_open(&h, ch.port);
+    int port =
+        dtu_start(&ch, sim, (const char *const[]){"--stale", "--data-interval", "2000", NULL});
+    hc_open(&h, port);
     realdata(&h, NULL, &a);
     sleep_ms(2500);
     realdata(&h, NULL, &b);
     CHECK(a.ts == b.ts && a.ac_v == b.ac_v && a.freq == b.freq && a.temp == b.temp,
           "stale data changed");
     CHECK(stat_bool(&ch, "stale"), "stats stale");
-    child_cmd(&ch, "stale off");
+    dtu_cmd(&ch, "stale off");
     // Poll until a new data set appears, then a request soon after gets the same one.
-    int64_t until = now_ms() + 5000 * (int64_t)slow;
+    int64_t until = now_ms() + 5000 * (int64_t)selftest.slow;
     do {
         CHECK(now_ms() < until, "no new data set after stale off");
         realdata(&h, NULL, &c);
@@ -1124,7 +897,7 @@ static void test_stale(const char *sim)
     CHECK(b.ts == c.ts && b.ac_v == c.ac_v && b.freq == c.freq,
           "a request within the data interval got a new data set");
     hc_close(&h);
-    child_stop(&ch);
+    dtu_stop(&ch);
 }
 
 static void test_getconfig(const char *sim)
@@ -1133,11 +906,11 @@ static void test_getconfig(const char *sim)
     struct hconn h;
     struct hs_buf r = {0};
     char text[128], dtu_sn[32];
-    child_start(&ch, sim, (const char *const[]){"--getconfig-silent", NULL});
-    hc_open(&h, ch.port);
+    int port = dtu_start(&ch, sim, (const char *const[]){"--getconfig-silent", NULL});
+    hc_open(&h, port);
     silence(&h, HS_TAG_GETCONFIG, pl_getconfig(), NULL, 500);
     CHECK(stat_bool(&ch, "getconfig_silent"), "stats getconfig_silent");
-    child_cmd(&ch, "getconfig answer");
+    dtu_cmd(&ch, "getconfig answer");
     exchange(&h, HS_TAG_APPINFO, pl_appinfo(), NULL, &r);
     pb_str(&r, 1, dtu_sn, sizeof(dtu_sn));
     exchange(&h, HS_TAG_GETCONFIG, pl_getconfig(), NULL, &r);
@@ -1152,12 +925,12 @@ static void test_getconfig(const char *sim)
     CHECK(strcmp(text, HS_SECRET_AP_PASS) == 0, "ap password");
     pb_str(&r, 20, text, sizeof(text));
     CHECK(strcmp(text, dtu_sn) == 0, "getconfig dtu_sn");
-    child_cmd(&ch, "getconfig silent");
+    dtu_cmd(&ch, "getconfig silent");
     silence(&h, HS_TAG_GETCONFIG, pl_getconfig(), NULL, 500);
     CHECK(stat_int(&ch, "replies") == 2, "replies");
     hs_buf_free(&r);
     hc_close(&h);
-    child_stop(&ch);
+    dtu_stop(&ch);
 }
 
 static void test_commands(const char *sim)
@@ -1167,8 +940,9 @@ static void test_commands(const char *sim)
     struct hs_buf r = {0};
     struct realdata d;
     char text[128];
-    child_start(&ch, sim, (const char *const[]){"--power", "700", "--data-interval", "200", NULL});
-    hc_open(&h, ch.port);
+    int port = dtu_start(&ch, sim,
+                         (const char *const[]){"--power", "700", "--data-interval", "200", NULL});
+    hc_open(&h, port);
 
     // Persistent limit 50 %: p_lim 0.1 %, app feature, GetConfig field 5, AC capped at 400 W.
     CHECK(command(&h, HS_ACTION_LIMIT_POWER, "A:500,B:0,C:0\r", NULL) == 0, "limit 50 %% refused");
@@ -1181,7 +955,7 @@ static void test_commands(const char *sim)
     CHECK(strcmp(text, "1,A:500,B:500,C:500") == 0, "app feature 8 '%s'", text);
     exchange(&h, HS_TAG_GETCONFIG, pl_getconfig(), NULL, &r);
     CHECK(pb_int(&r, 5) == 500, "limit_power_mypower %" PRId64, pb_int(&r, 5));
-    json_t *j = child_stats(&ch);
+    json_t *j = dtu_stats(&ch);
     CHECK(js_int(j, "persistent_writes") == 1 && js_num(j, "limit_percent") == 50,
           "persistent write not counted");
     json_decref(j);
@@ -1193,7 +967,7 @@ static void test_commands(const char *sim)
     realdata(&h, NULL, &d);
     CHECK(d.plim == 3000 && d.ac_p == 3000, "runtime p_lim %" PRId64 " power %" PRId64, d.plim,
           d.ac_p);
-    j = child_stats(&ch);
+    j = dtu_stats(&ch);
     CHECK(js_num(j, "limit_watts") == 300 && js_int(j, "runtime_writes") == 1, "runtime stats");
     json_decref(j);
 
@@ -1202,7 +976,7 @@ static void test_commands(const char *sim)
     CHECK(command(&h, HS_ACTION_ALARM_LIST, "", NULL) == 0, "alarm list");
     CHECK(command(&h, HS_ACTION_LIMIT_POWER, "A:300,B:0,C:0\r", NULL) == 7, "no err 7 on gap");
     last_cmd = last_req;
-    j = child_stats(&ch);
+    j = dtu_stats(&ch);
     CHECK(js_int(j, "err7_replies") == 1 && js_num(j, "limit_percent") == 50 &&
               js_int(j, "persistent_writes") == 1,
           "refused command applied");
@@ -1215,7 +989,7 @@ static void test_commands(const char *sim)
     last_cmd = last_req;
     realdata(&h, NULL, &d);
     CHECK(d.plim == 800 && d.ac_p == 6400, "p_lim %" PRId64 " power %" PRId64, d.plim, d.ac_p);
-    j = child_stats(&ch);
+    j = dtu_stats(&ch);
     CHECK(json_is_null(json_object_get(j, "limit_watts")) && js_int(j, "persistent_writes") == 2,
           "runtime limit not cancelled");
     int64_t min_gap = js_int(j, "min_persistent_interval_ms");
@@ -1225,21 +999,21 @@ static void test_commands(const char *sim)
     json_decref(j);
 
     // busy 1: the next command gets err_code 7, the one after is accepted.
-    child_cmd(&ch, "busy 1");
+    dtu_cmd(&ch, "busy 1");
     command_gap(last_cmd);
     CHECK(command(&h, HS_ACTION_PERF_MODE, "", NULL) == 7, "busy did not refuse");
     last_cmd = last_req;
     command_gap(last_cmd);
     CHECK(command(&h, HS_ACTION_PERF_MODE, "", NULL) == 0, "busy lasted too long");
     last_cmd = last_req;
-    j = child_stats(&ch);
+    j = dtu_stats(&ch);
     CHECK(js_int(j, "err7_replies") == 2 && js_bool(j, "perf_mode"), "busy / perf mode");
     json_decref(j);
 
     // 0x2305 inverter off: never answered, power 0, warning 124 event.
     struct hs_buf pl = pl_command(HS_ACTION_MI_SHUTDOWN, "");
     silence(&h, HS_TAG_CLOUD_CMD, pl, NULL, 300);
-    j = child_stats(&ch);
+    j = dtu_stats(&ch);
     CHECK(!js_bool(j, "inverter_on") && js_num(j, "power_w") == 0 &&
               js_int(j, "warning_number") == 1,
           "inverter off");
@@ -1264,7 +1038,7 @@ static void test_commands(const char *sim)
     command_gap(last_cmd);
     CHECK(command(&h, HS_ACTION_LIMIT_RUNTIME, "S:1,P:2500", NULL) == 0, "runtime limit 2");
     silence(&h, HS_TAG_CLOUD_CMD, pl_command(HS_ACTION_INV_REBOOT, ""), NULL, 300);
-    j = child_stats(&ch);
+    j = dtu_stats(&ch);
     CHECK(js_int(j, "inverter_reboots") == 1 && json_is_null(json_object_get(j, "limit_watts")) &&
               js_num(j, "energy_daily_wh") < 1,
           "inverter restart");
@@ -1272,7 +1046,7 @@ static void test_commands(const char *sim)
     realdata(&h, NULL, &d);
     CHECK(d.plim == 2500 && d.ac_p == 6400, "after restart p_lim %" PRId64 " power %" PRId64,
           d.plim, d.ac_p);
-    child_cmd(&ch, "warn 205");
+    dtu_cmd(&ch, "warn 205");
     CHECK(stat_int(&ch, "warning_number") == 2, "warn control");
 
     // 0x2305 DTU reboot: connection closed, session p_lim gone, persistent limit kept.
@@ -1282,11 +1056,11 @@ static void test_commands(const char *sim)
     CHECK(hc_wait_eof(&h, 2000), "DTU reboot did not close the connection");
     CHECK(h.len == 0, "DTU reboot command was answered");
     hc_close(&h);
-    hc_open_retry(&h, ch.port, 3000);
+    hc_open_retry(&h, port, 3000);
     realdata(&h, NULL, &d);
     CHECK(!d.has_plim && d.ac_p == 6400, "after DTU reboot p_lim %" PRId64 " power %" PRId64,
           d.plim, d.ac_p);
-    j = child_stats(&ch);
+    j = dtu_stats(&ch);
     CHECK(js_int(j, "dtu_reboots") == 1 && js_num(j, "limit_percent") == 80, "reboot state");
     CHECK(js_sub_int(j, "commands", "8") == 3 && js_sub_int(j, "commands", "211") == 2 &&
               js_sub_int(j, "commands", "50") == 1 && js_sub_int(j, "commands", "33") == 2 &&
@@ -1297,13 +1071,13 @@ static void test_commands(const char *sim)
     json_decref(j);
     hs_buf_free(&r);
     hc_close(&h);
-    child_stop(&ch);
+    dtu_stop(&ch);
 }
 
 // Reads one raw frame after `skip` leading bytes; returns its length.
 static size_t raw_frame_at(struct hconn *h, size_t at, struct hs_frame *f)
 {
-    int64_t deadline = now_ms() + 2000 * (int64_t)slow;
+    int64_t deadline = now_ms() + 2000 * (int64_t)selftest.slow;
     for (;;) {
         int rc = h->len > at ? hs_frame_parse(h->buf + at, h->len - at, false, f) : 0;
         CHECK(rc >= 0, "no frame at offset %zu", at);
@@ -1323,13 +1097,13 @@ static void test_faults(const char *sim)
     struct hs_buf r = {0}, pl;
     struct hs_frame f;
     uint16_t seq;
-    child_start(&ch, sim, NULL);
-    hc_open(&h, ch.port);
+    int port = dtu_start(&ch, sim, NULL);
+    hc_open(&h, port);
 
     // garbage: 5-20 bytes (none 'H') before an intact reply.
-    child_cmd(&ch, "fault garbage");
+    dtu_cmd(&ch, "fault garbage");
     seq = send_req(&h, HS_TAG_REALDATA, pl_realdata(), NULL);
-    hc_fill(&h, 40, 2000 * (int64_t)slow);
+    hc_fill(&h, 40, 2000 * (int64_t)selftest.slow);
     size_t junk = 0;
     while (junk < h.len && h.buf[junk] != 'H') {
         junk++;
@@ -1339,7 +1113,7 @@ static void test_faults(const char *sim)
     CHECK(recv_reply(&h, HS_TAG_REALDATA, seq, NULL, &r, 2000), "reply after garbage");
 
     // badcrc: the reply's CRC is wrong, nothing else.
-    child_cmd(&ch, "fault badcrc");
+    dtu_cmd(&ch, "fault badcrc");
     seq = send_req(&h, HS_TAG_REALDATA, pl_realdata(), NULL);
     size_t len = raw_frame_at(&h, 0, &f);
     CHECK(f.seq == seq && f.tag == 0xA211, "badcrc frame header");
@@ -1353,7 +1127,7 @@ static void test_faults(const char *sim)
     CHECK(f.seq == seq, "appinfo seq");
     hs_buf_append(&prev, h.buf, len);
     hc_consume(&h, len);
-    child_cmd(&ch, "fault dup");
+    dtu_cmd(&ch, "fault dup");
     seq = send_req(&h, HS_TAG_REALDATA, pl_realdata(), NULL);
     len = raw_frame_at(&h, 0, &f);
     CHECK(len == prev.len && memcmp(h.buf, prev.data, len) == 0, "dup is not the previous reply");
@@ -1363,22 +1137,22 @@ static void test_faults(const char *sim)
     hs_buf_free(&prev);
 
     // stall: the next request is swallowed; the following one is answered with its own seq.
-    child_cmd(&ch, "fault stall");
+    dtu_cmd(&ch, "fault stall");
     silence(&h, HS_TAG_REALDATA, pl_realdata(), NULL, 400);
     exchange(&h, HS_TAG_REALDATA, pl_realdata(), NULL, &r);
     CHECK(stat_int(&ch, "stalled") == 1, "stall not counted");
 
     // drop: the connection closes instead of the reply.
-    child_cmd(&ch, "fault drop");
+    dtu_cmd(&ch, "fault drop");
     send_req(&h, HS_TAG_REALDATA, pl_realdata(), NULL);
     CHECK(hc_wait_eof(&h, 2000) && h.len == 0, "drop: connection not closed or data sent");
     hc_close(&h);
-    hc_open(&h, ch.port);
+    hc_open(&h, port);
 
     // split: the reply arrives in pieces over about 100 ms.
-    child_cmd(&ch, "fault split");
+    dtu_cmd(&ch, "fault split");
     seq = send_req(&h, HS_TAG_REALDATA, pl_realdata(), NULL);
-    hc_fill(&h, 1, 2000 * (int64_t)slow);
+    hc_fill(&h, 1, 2000 * (int64_t)selftest.slow);
     int64_t first = now_ms();
     size_t first_len = h.len;
     CHECK(recv_reply(&h, HS_TAG_REALDATA, seq, NULL, &r, 2000), "split reply");
@@ -1402,27 +1176,27 @@ static void test_faults(const char *sim)
     pace();
     hc_send_raw(&h, fb.data, fb.len);
     last_req = now_ms();
-    hc_fill(&h, 1, 400 * (int64_t)slow);
+    hc_fill(&h, 1, 400 * (int64_t)selftest.slow);
     CHECK(h.len == 0, "request with a bad CRC was answered");
     hs_buf_free(&fb);
     hs_buf_free(&pl);
     CHECK(stat_int(&ch, "bad_frames") == 2, "bad frames");
 
     // One connection at a time: a second one replaces the first.
-    hc_open(&h2, ch.port);
+    hc_open(&h2, port);
     CHECK(hc_wait_eof(&h, 1000), "first connection not closed by the second");
     exchange(&h2, HS_TAG_APPINFO, pl_appinfo(), NULL, &r);
-    json_t *j = child_stats(&ch);
+    json_t *j = dtu_stats(&ch);
     CHECK(js_int(j, "connections") == 3 && js_int(j, "connections_replaced") == 1 &&
               js_int(j, "guard_violations") == 0,
           "connection counters");
     json_decref(j);
-    child_cmd_err(&ch, "fault nonsense");
-    child_cmd_err(&ch, "frobnicate");
+    dtu_cmd_err(&ch, "fault nonsense");
+    dtu_cmd_err(&ch, "frobnicate");
     hs_buf_free(&r);
     hc_close(&h);
     hc_close(&h2);
-    child_stop(&ch);
+    dtu_stop(&ch);
 }
 
 // ---- In-process: one simulated day ----------------------------------------------------------
@@ -1580,10 +1354,7 @@ static void test_core_day(const char *sim)
 
 // ---- Main -----------------------------------------------------------------------------------
 
-static const struct {
-    const char *name;
-    void (*fn)(const char *sim);
-} scenarios[] = {
+static const struct selftest_scenario scenarios[] = {
     {"plain", test_plain},
     {"encrypted", test_encrypted},
     {"guard", test_guard},
@@ -1601,29 +1372,14 @@ int main(int argc, char **argv)
 {
     int a = 1;
     if (a + 1 < argc && strcmp(argv[a], "--wrapper") == 0) {
-        wrapper = argv[a + 1];
-        slow = 5;
+        selftest.wrapper = argv[a + 1];
+        selftest.slow = 5;
         a += 2;
     }
     if (argc - a < 2) {
         fprintf(stderr, "usage: %s [--wrapper CMD] <e2m-hoymiles-sim> <scenario>...\n", argv[0]);
         return 2;
     }
-    signal(SIGPIPE, SIG_IGN);
-    const char *sim = argv[a];
-    for (int k = a + 1; k < argc; k++) {
-        size_t i = 0;
-        while (i < sizeof(scenarios) / sizeof(scenarios[0]) &&
-               strcmp(argv[k], scenarios[i].name) != 0) {
-            i++;
-        }
-        if (i == sizeof(scenarios) / sizeof(scenarios[0])) {
-            fprintf(stderr, "unknown scenario %s\n", argv[k]);
-            return 2;
-        }
-        scenario = scenarios[i].name;
-        scenarios[i].fn(sim);
-        printf("PASS %s\n", scenario);
-    }
-    return 0;
+    return selftest_run(argv[a], &argv[a + 1], argc - a - 1, scenarios,
+                        sizeof(scenarios) / sizeof(scenarios[0]));
 }

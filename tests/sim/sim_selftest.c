@@ -4,235 +4,22 @@
 // usage: sim_selftest [--wrapper "valgrind ..."] <path-to-e2m-modbus-sim> <scenario>
 // Each scenario starts its own simulator, ends it with SIGTERM and requires exit status 0, so
 // every run also checks the clean shutdown. Exit status: 0 pass, 1 fail, 2 usage.
+#include "selftest_child.h"
+
 #include <errno.h>
 #include <math.h>
-#include <poll.h>
-#include <signal.h>
-#include <stdarg.h>
-#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/types.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <modbus.h>
 
-#define MAX_LINES 64
-#define LINE_LEN  8192
-
-struct child {
-    pid_t pid;
-    int in_fd, out_fd;
-    char buf[LINE_LEN];
-    size_t len;
-    char backlog[MAX_LINES][LINE_LEN];
-    int n_backlog;
-};
-
-static const char *scenario = "?";
-static struct child *current;
-static const char *wrapper;
-static int slow = 1; // timeouts are multiplied by this under a wrapper such as valgrind
-
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-
-static void fail(const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "FAIL %s: ", scenario);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    if (current && current->pid > 0) {
-        kill(current->pid, SIGKILL);
-        waitpid(current->pid, NULL, 0);
-    }
-    exit(1);
-}
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fail(__VA_ARGS__);                                                                     \
-        }                                                                                          \
-    } while (0)
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
-    }
-}
-
-// ---- The simulator process --------------------------------------------------------------
-
-static void child_start(struct child *c, const char *sim, const char *const *args)
-{
-    const char *argv[64];
-    int n = 0;
-    char *wrap = NULL;
-    if (wrapper) {
-        wrap = strdup(wrapper);
-        CHECK(wrap, "out of memory");
-        char *save = NULL;
-        for (char *t = strtok_r(wrap, " ", &save); t && n < 32; t = strtok_r(NULL, " ", &save)) {
-            argv[n++] = t;
-        }
-    }
-    argv[n++] = sim;
-    for (int i = 0; args[i] && n < 63; i++) {
-        argv[n++] = args[i];
-    }
-    argv[n] = NULL;
-
-    int in[2], out[2];
-    CHECK(pipe(in) == 0 && pipe(out) == 0, "pipe: %s", strerror(errno));
-    memset(c, 0, sizeof(*c));
-    c->pid = fork();
-    CHECK(c->pid >= 0, "fork: %s", strerror(errno));
-    if (c->pid == 0) {
-        dup2(in[0], STDIN_FILENO);
-        dup2(out[1], STDOUT_FILENO);
-        close(in[0]);
-        close(in[1]);
-        close(out[0]);
-        close(out[1]);
-        execvp(argv[0], (char *const *)argv);
-        perror("exec");
-        _exit(127);
-    }
-    free(wrap);
-    close(in[0]);
-    close(out[1]);
-    c->in_fd = in[1];
-    c->out_fd = out[0];
-    current = c;
-}
-
-// Next line from the simulator's stdout, or NULL after `timeout_ms`.
-static char *child_read_line(struct child *c, int timeout_ms, char *out)
-{
-    int64_t deadline = now_ms() + timeout_ms;
-    for (;;) {
-        char *nl = memchr(c->buf, '\n', c->len);
-        if (nl) {
-            size_t n = (size_t)(nl - c->buf);
-            memcpy(out, c->buf, n);
-            out[n] = '\0';
-            memmove(c->buf, nl + 1, c->len - n - 1);
-            c->len -= n + 1;
-            return out;
-        }
-        int64_t left = deadline - now_ms();
-        if (left <= 0) {
-            return NULL;
-        }
-        struct pollfd p = {.fd = c->out_fd, .events = POLLIN};
-        if (poll(&p, 1, (int)left) <= 0) {
-            continue;
-        }
-        ssize_t r = read(c->out_fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len);
-        if (r <= 0) {
-            return NULL;
-        }
-        c->len += (size_t)r;
-    }
-}
-
-// Waits for a line starting with `prefix`; other lines are kept for later expectations.
-static void child_expect(struct child *c, const char *prefix, int timeout_ms, char *out)
-{
-    size_t plen = strlen(prefix);
-    for (int i = 0; i < c->n_backlog; i++) {
-        if (strncmp(c->backlog[i], prefix, plen) == 0) {
-            strcpy(out, c->backlog[i]);
-            memmove(c->backlog[i], c->backlog[i + 1],
-                    (size_t)(c->n_backlog - i - 1) * sizeof(c->backlog[0]));
-            c->n_backlog--;
-            return;
-        }
-    }
-    int64_t deadline = now_ms() + (int64_t)timeout_ms * slow;
-    for (;;) {
-        int64_t left = deadline - now_ms();
-        CHECK(left > 0 && child_read_line(c, (int)left, out), "no line starting with '%s'", prefix);
-        if (strncmp(out, prefix, plen) == 0) {
-            return;
-        }
-        CHECK(c->n_backlog < MAX_LINES, "too many unexpected lines");
-        strcpy(c->backlog[c->n_backlog++], out);
-    }
-}
-
-// Sends a control command and returns the text after "ok " (fails on "err").
-static const char *child_cmd(struct child *c, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static const char *child_cmd(struct child *c, const char *fmt, ...)
-{
-    static char line[LINE_LEN];
-    char cmd[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd) - 1, fmt, ap);
-    va_end(ap);
-    strcat(cmd, "\n");
-    CHECK(write(c->in_fd, cmd, strlen(cmd)) == (ssize_t)strlen(cmd), "write to simulator");
-    // Answers come in order, so only new lines can be the answer; the backlog is left alone.
-    int64_t deadline = now_ms() + 3000 * (int64_t)slow;
-    for (;;) {
-        int64_t left = deadline - now_ms();
-        CHECK(left > 0 && child_read_line(c, (int)left, line), "no answer to '%.*s'",
-              (int)strlen(cmd) - 1, cmd);
-        if (strncmp(line, "ok", 2) == 0) {
-            return line[2] == ' ' ? line + 3 : line + 2;
-        }
-        CHECK(strncmp(line, "err", 3) != 0, "command '%.*s' failed: %s", (int)strlen(cmd) - 1, cmd,
-              line);
-        CHECK(c->n_backlog < MAX_LINES, "too many unexpected lines");
-        strcpy(c->backlog[c->n_backlog++], line);
-    }
-}
-
-// Ends the simulator with SIGTERM and requires a clean exit.
-static void child_stop(struct child *c)
-{
-    kill(c->pid, SIGTERM);
-    int64_t deadline = now_ms() + 5000 * (int64_t)slow;
-    int status;
-    pid_t r;
-    while ((r = waitpid(c->pid, &status, WNOHANG)) == 0 && now_ms() < deadline) {
-        sleep_ms(20);
-    }
-    CHECK(r == c->pid, "simulator did not exit after SIGTERM");
-    c->pid = 0;
-    if (c->in_fd >= 0) {
-        close(c->in_fd);
-    }
-    close(c->out_fd);
-    CHECK(WIFEXITED(status), "simulator died by signal %d",
-          WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-    CHECK(WEXITSTATUS(status) == 0, "simulator exit status %d", WEXITSTATUS(status));
-    current = NULL;
-}
-
 // Starts the simulator and returns its TCP ports (up to `max`).
-static int child_start_tcp(struct child *c, const char *sim, const char *const *args, int *ports,
-                           int max)
+static int sim_start_tcp(struct child *c, const char *sim, const char *const *args, int *ports,
+                         int max)
 {
-    char line[LINE_LEN];
+    char line[SELFTEST_LINE_MAX];
     child_start(c, sim, args);
     child_expect(c, "ready tcp ", 5000, line);
     int n = 0;
@@ -253,7 +40,7 @@ static modbus_t *tcp_client(int port, int unit)
     modbus_t *m = modbus_new_tcp("127.0.0.1", port);
     CHECK(m, "modbus_new_tcp");
     modbus_set_slave(m, unit);
-    modbus_set_response_timeout(m, (uint32_t)slow, 0);
+    modbus_set_response_timeout(m, (uint32_t)selftest.slow, 0);
     CHECK(modbus_connect(m) == 0, "connect to port %d: %s", port, modbus_strerror(errno));
     return m;
 }
@@ -311,9 +98,9 @@ static void test_sdm630(const char *sim)
 {
     struct child c;
     int port;
-    char line[LINE_LEN];
+    char line[SELFTEST_LINE_MAX];
     const char *args[] = {"--profile", "sdm630", "--tick", "100", NULL};
-    child_start_tcp(&c, sim, args, &port, 1);
+    sim_start_tcp(&c, sim, args, &port, 1);
     modbus_t *m = tcp_client(port, 1);
 
     for (int i = 0; i < 3; i++) {
@@ -393,9 +180,9 @@ static void test_sunspec(const char *sim)
 {
     struct child c;
     int port;
-    char line[LINE_LEN];
+    char line[SELFTEST_LINE_MAX];
     const char *args[] = {"--profile", "sunspec", "--tick", "1000", "--unit", "3", NULL};
-    child_start_tcp(&c, sim, args, &port, 1);
+    sim_start_tcp(&c, sim, args, &port, 1);
     child_cmd(&c, "freeze"); // the test drives time with `step`
     modbus_t *m = tcp_client(port, 3);
 
@@ -474,7 +261,7 @@ static void test_fault_exception(const char *sim)
     struct child c;
     int port;
     const char *args[] = {"--profile", "sdm630", NULL};
-    child_start_tcp(&c, sim, args, &port, 1);
+    sim_start_tcp(&c, sim, args, &port, 1);
     modbus_t *m = tcp_client(port, 1);
     uint16_t r[2];
     CHECK(modbus_read_input_registers(m, 0, 2, r) == 2, "healthy read");
@@ -492,7 +279,7 @@ static void test_fault_drop(const char *sim)
     struct child c;
     int port;
     const char *args[] = {"--profile", "sunspec", NULL};
-    child_start_tcp(&c, sim, args, &port, 1);
+    sim_start_tcp(&c, sim, args, &port, 1);
     modbus_t *a = tcp_client(port, 1), *b = tcp_client(port, 1);
     uint16_t r[2];
     CHECK(modbus_read_registers(a, 40000, 2, r) == 2, "client a");
@@ -504,7 +291,7 @@ static void test_fault_drop(const char *sim)
     client_free(a);
     // New connections are accepted and closed at once (or refused).
     modbus_t *n = modbus_new_tcp("127.0.0.1", port);
-    modbus_set_response_timeout(n, (uint32_t)slow, 0);
+    modbus_set_response_timeout(n, (uint32_t)selftest.slow, 0);
     CHECK(modbus_connect(n) < 0 || modbus_read_registers(n, 40000, 2, r) < 0,
           "a new connection worked under drop");
     client_free(n);
@@ -523,7 +310,7 @@ static void test_fault_stall_garbage(const char *sim)
     struct child c;
     int port;
     const char *args[] = {"--profile", "sdm630", "--fault", "stall", NULL};
-    child_start_tcp(&c, sim, args, &port, 1);
+    sim_start_tcp(&c, sim, args, &port, 1);
     modbus_t *m = tcp_client(port, 1);
     modbus_set_response_timeout(m, 0, 300000);
     uint16_t r[2];
@@ -550,7 +337,7 @@ static void test_multi(const char *sim)
     struct child c;
     int ports[3];
     const char *args[] = {"--profile", "sdm630", "--count", "3", "--seed", "42", NULL};
-    CHECK(child_start_tcp(&c, sim, args, ports, 3) == 3, "three ports");
+    CHECK(sim_start_tcp(&c, sim, args, ports, 3) == 3, "three ports");
     CHECK(ports[0] != ports[1] && ports[1] != ports[2], "distinct ports");
     modbus_t *m[3];
     float e[3];
@@ -580,7 +367,7 @@ static void test_multi(const char *sim)
 static void test_rtu(const char *sim)
 {
     struct child c;
-    char line[LINE_LEN];
+    char line[SELFTEST_LINE_MAX];
     const char *args[] = {"--profile", "sunspec", "--rtu", "--unit", "7", NULL};
     child_start(&c, sim, args);
     child_expect(&c, "ready rtu ", 5000, line);
@@ -588,7 +375,7 @@ static void test_rtu(const char *sim)
     modbus_t *m = modbus_new_rtu(path, 9600, 'N', 8, 1);
     CHECK(m, "modbus_new_rtu(%s)", path);
     modbus_set_slave(m, 7);
-    modbus_set_response_timeout(m, (uint32_t)slow, 0);
+    modbus_set_response_timeout(m, (uint32_t)selftest.slow, 0);
     CHECK(modbus_connect(m) == 0, "open %s: %s", path, modbus_strerror(errno));
 
     uint16_t r[4];
@@ -612,7 +399,7 @@ static void test_static(const char *sim)
     struct child c;
     int port;
     const char *args[] = {"--profile", "sdm630", "--static", "--tick", "50", NULL};
-    child_start_tcp(&c, sim, args, &port, 1);
+    sim_start_tcp(&c, sim, args, &port, 1);
     modbus_t *m = tcp_client(port, 1);
     float p0 = read_input_float(m, 0x34);
     sleep_ms(300);
@@ -621,19 +408,15 @@ static void test_static(const char *sim)
     CHECK(read_input_float(m, 0x34) != p0, "step did not evolve");
     client_free(m);
     // Closing stdin must not end the simulator.
-    close(c.in_fd);
+    child_close_stdin(&c);
     sleep_ms(200);
     m = tcp_client(port, 1);
     CHECK(read_input_float(m, 0) > 200, "simulator gone after stdin EOF");
     client_free(m);
-    c.in_fd = -1;
     child_stop(&c);
 }
 
-static const struct {
-    const char *name;
-    void (*fn)(const char *sim);
-} scenarios[] = {
+static const struct selftest_scenario scenarios[] = {
     {"sdm630", test_sdm630},
     {"sunspec", test_sunspec},
     {"fault_exception", test_fault_exception},
@@ -648,23 +431,17 @@ int main(int argc, char **argv)
 {
     int a = 1;
     if (argc > 2 && strcmp(argv[1], "--wrapper") == 0) {
-        wrapper = argv[2];
-        slow = 10;
+        selftest.wrapper = argv[2];
+        selftest.slow = 10;
         a = 3;
     }
     if (argc - a != 2) {
         fprintf(stderr, "usage: %s [--wrapper CMD] <e2m-modbus-sim> <scenario>\n", argv[0]);
         return 2;
     }
-    signal(SIGPIPE, SIG_IGN);
-    for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++) {
-        if (strcmp(argv[a + 1], scenarios[i].name) == 0) {
-            scenario = scenarios[i].name;
-            scenarios[i].fn(argv[a]);
-            printf("PASS %s\n", scenario);
-            return 0;
-        }
-    }
-    fprintf(stderr, "unknown scenario %s\n", argv[a + 1]);
-    return 2;
+    // This simulator prints only answers, ready lines, writes and reverts; a pile of lines no
+    // scenario asked for means it reports something it should not.
+    selftest.backlog_strict = true;
+    return selftest_run(argv[a], &argv[a + 1], 1, scenarios,
+                        sizeof(scenarios) / sizeof(scenarios[0]));
 }
