@@ -233,6 +233,19 @@ START_TEST(plain_values_and_discovery)
     ck_assert(!proc_log_contains(&r.daemon, " WARN "));
     // Discovery passes the validator, with every topic it references published.
     itest_assert_discovery_valid(r.mqtt);
+    // Warnings: fetched once at the start, then only when the warning number moves.
+    long long end = itest_now_ms() + 15000;
+    while (requests_with_tag(&r, "0xa304") < 1 && itest_now_ms() < end)
+        itest_sleep_ms(200);
+    long long warn_requests = requests_with_tag(&r, "0xa304");
+    ck_assert_int_eq(warn_requests, 1);
+    itest_sleep_ms(7000);
+    ck_assert_int_eq(requests_with_tag(&r, "0xa304"), warn_requests);
+    char ok[64];
+    ck_assert(sim_command(&r.dtu, ok, sizeof(ok), "warn 216"));
+    ck_assert_msg(wait_text(&r, "last_warning", "216: PV input fault", 15000), "last warning");
+    ck_assert(state_value(&r, "warnings_active") >= 1);
+    ck_assert_int_eq(requests_with_tag(&r, "0xa304"), warn_requests + 1);
     rig_stop(&r);
 }
 END_TEST

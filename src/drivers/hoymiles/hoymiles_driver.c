@@ -293,11 +293,15 @@ static void unreachable(struct hm *m, enum drv_status failure, const char *why)
     finish(m, failure, 0, "%s", why);
 }
 
+// The event number of a warning code: newer firmware adds 0x2000 (active) or 0x7000 (ended).
+static int warning_event(int code)
+{
+    return code & 0x0FFF;
+}
+
 static const char *warning_text(int code)
 {
-    int c = code & 0xFF;
-    if (code >= 0x100 && code < 0x1000)
-        c = code; // older firmware: plain event numbers above 255
+    int c = warning_event(code);
     switch (c) {
     case 121: return "over-temperature protection";
     case 124: return "shut down by remote control";
@@ -637,7 +641,7 @@ static void on_warnings(struct hm *m, const Hoymiles__WarnReqDTO *r)
     drv_value(m->ctx, F_WARNINGS_ACTIVE, active);
     if (last) {
         char text[96];
-        int code = (last->code & 0xF000) ? (last->code & 0xFF) : last->code;
+        int code = warning_event(last->code);
         snprintf(text, sizeof(text), "%d: %s", code, warning_text(last->code));
         drv_text(m->ctx, F_LAST_WARNING, text);
         drv_value(m->ctx, F_LAST_WARNING_CODE, code);
