@@ -454,18 +454,19 @@ START_TEST(test_week)
     hs_dtu_stats(w.net.dtu, &st);
     struct device_stats ds;
     device_get_stats(w.dev, &ds);
-    fprintf(stderr,
-            "week %d: %llu requests (%llu real-data polls), %d commands in %d bursts, %llu "
-            "persistent and %llu runtime writes (closest persistent %lld s apart), %llu err 7, "
-            "%llu DTU boots; guard violations %llu, lock-ups %llu, lost uploads %llu; "
-            "%d nights slept, %d mornings woken; %d warnings logged (%d at night); energy "
-            "%.3f kWh\n",
-            _i, (unsigned long long)st.requests, (unsigned long long)ds.polls, w.commands, w.bursts,
-            (unsigned long long)st.persistent_writes, (unsigned long long)st.runtime_writes,
-            (long long)(st.min_persistent_interval_ms / 1000), (unsigned long long)st.err7_replies,
-            (unsigned long long)st.dtu_boots, (unsigned long long)st.guard_violations,
-            (unsigned long long)st.lockups, (unsigned long long)st.lost_uploads, w.sleeping_states,
-            w.online_after_sleep, warnings, night_warnings, w.energy_max);
+    fprintf(
+        stderr,
+        "week %d: %llu requests (%llu polls incl. night probes), %d commands in %d bursts, %llu "
+        "persistent and %llu runtime writes (closest persistent %lld s apart), %llu err 7, "
+        "%llu DTU boots; guard violations %llu, lock-ups %llu, lost uploads %llu; "
+        "%d nights slept, %d mornings woken; %d warnings logged (%d at night); energy "
+        "%.3f kWh\n",
+        _i, (unsigned long long)st.requests, (unsigned long long)ds.polls, w.commands, w.bursts,
+        (unsigned long long)st.persistent_writes, (unsigned long long)st.runtime_writes,
+        (long long)(st.min_persistent_interval_ms / 1000), (unsigned long long)st.err7_replies,
+        (unsigned long long)st.dtu_boots, (unsigned long long)st.guard_violations,
+        (unsigned long long)st.lockups, (unsigned long long)st.lost_uploads, w.sleeping_states,
+        w.online_after_sleep, warnings, night_warnings, w.energy_max);
 
     // The DTU's rules were never broken.
     ck_assert_uint_eq(st.guard_violations, 0);
