@@ -141,6 +141,31 @@ static void cmd_value(struct sim *sim, const char *cmd, char **arg, int nargs)
     }
 }
 
+// `mark <dev> <table> <address>`: arms the one-shot `served` report (one address per device and
+// table; a new mark replaces the armed one).
+static void cmd_mark(struct sim *sim, char **arg, int nargs)
+{
+    if (nargs != 3) {
+        sim_out("err usage: mark <dev-index> <table> <address>");
+        return;
+    }
+    struct sim_device *dev = parse_device(sim, arg[0]);
+    int table = sim_table_parse(arg[1]);
+    long address;
+    if (!dev) {
+        sim_out("err bad device index %s", arg[0]);
+    } else if (table < 0) {
+        sim_out("err bad table %s (coil, discrete, holding, input)", arg[1]);
+    } else if (parse_int(arg[2], 0, 65535, &address) < 0) {
+        sim_out("err bad address %s", arg[2]);
+    } else if (!sim_mapped(dev, table, (int)address, 1)) {
+        sim_out("err %s", errno_reason(-ENXIO));
+    } else {
+        dev->mark[table] = (int)address;
+        sim_out("ok");
+    }
+}
+
 static void cmd_fault(struct sim *sim, char **arg, int nargs)
 {
     int f = nargs == 2 ? sim_fault_parse(arg[1]) : -1;
@@ -183,6 +208,8 @@ static void run_command(struct sim *sim, char *line)
         cmd_value(sim, cmd, arg + 1, n - 1);
     } else if (strcmp(cmd, "fault") == 0) {
         cmd_fault(sim, arg + 1, n - 1);
+    } else if (strcmp(cmd, "mark") == 0) {
+        cmd_mark(sim, arg + 1, n - 1);
     } else if (strcmp(cmd, "freeze") == 0 && n == 1) {
         sim->evolving = false;
         sim_out("ok");
@@ -211,7 +238,8 @@ static void run_command(struct sim *sim, char *line)
         sim_out("ok");
         sim->quit = true;
     } else {
-        sim_out("err unknown command %s (set get thaw fault freeze run step clients quit)", cmd);
+        sim_out("err unknown command %s (set get thaw mark fault freeze run step clients quit)",
+                cmd);
     }
 }
 
@@ -358,7 +386,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: e2m-modbus-sim --profile sdm630|sunspec [--host 127.0.0.1] [--port N]\n"
                "         [--count K] [--unit ID] [--seed S] [--tick MS] [--static]\n"
-               "         [--fault none|drop|stall|exception|garbage] [--verbose]\n"
+               "         [--fault none|drop|stall|exception|garbage] [--timestamps] [--verbose]\n"
                "         [--rtu [--baud 9600] [--parity N|E|O]]\n"
                "Prints 'ready tcp <port>...' or 'ready rtu <path>' when serving; reads control\n"
                "commands on stdin (see tests/sim/README.md).\n");
@@ -367,21 +395,14 @@ static void usage(FILE *f)
 static int parse_args(struct sim *sim, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"profile", required_argument, NULL, 'p'},
-        {"host", required_argument, NULL, 'H'},
-        {"port", required_argument, NULL, 'P'},
-        {"count", required_argument, NULL, 'c'},
-        {"unit", required_argument, NULL, 'u'},
-        {"seed", required_argument, NULL, 's'},
-        {"tick", required_argument, NULL, 't'},
-        {"rtu", no_argument, NULL, 'r'},
-        {"baud", required_argument, NULL, 'b'},
-        {"parity", required_argument, NULL, 'y'},
-        {"fault", required_argument, NULL, 'f'},
-        {"static", no_argument, NULL, 'S'},
-        {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"profile", required_argument, NULL, 'p'}, {"host", required_argument, NULL, 'H'},
+        {"port", required_argument, NULL, 'P'},    {"count", required_argument, NULL, 'c'},
+        {"unit", required_argument, NULL, 'u'},    {"seed", required_argument, NULL, 's'},
+        {"tick", required_argument, NULL, 't'},    {"rtu", no_argument, NULL, 'r'},
+        {"baud", required_argument, NULL, 'b'},    {"parity", required_argument, NULL, 'y'},
+        {"fault", required_argument, NULL, 'f'},   {"static", no_argument, NULL, 'S'},
+        {"timestamps", no_argument, NULL, 'T'},    {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     long v;
     int o;
@@ -450,6 +471,7 @@ static int parse_args(struct sim *sim, int argc, char **argv)
             break;
         }
         case 'S': sim->is_static = true; break;
+        case 'T': sim->timestamps = true; break;
         case 'v': sim->verbose = true; break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); return -1;

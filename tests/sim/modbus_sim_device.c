@@ -206,6 +206,9 @@ int sim_device_init(struct sim_device *dev, const struct sim_profile *profile, i
     dev->unit = unit;
     dev->profile = profile;
     snprintf(dev->label, sizeof(dev->label), "?");
+    for (int t = 0; t < SIM_TABLE_COUNT; t++) {
+        dev->mark[t] = -1;
+    }
     // Mixing the index in through the generator keeps neighbouring devices uncorrelated.
     sim_rng_seed(&dev->rng, seed ^ ((uint64_t)(index + 1) * 0xD1B54A32D192ED03ull));
     int rc = profile->init(dev);

@@ -54,6 +54,9 @@ struct sim_device {
     uint8_t *frozen[SIM_TABLE_COUNT]; // one flag per register or bit; set by `set`
     void *state;                      // the profile's physics state
     struct sim_rng rng;
+    // Address armed by the control channel's `mark` per table, -1 when none: the next read of
+    // that table covering it prints a `served` line and disarms it.
+    int mark[SIM_TABLE_COUNT];
 };
 
 // A device model: register layout, write rules and how values evolve. The write check returns

@@ -40,6 +40,13 @@ int64_t sim_mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t sim_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 int sim_set_nonblock(int fd)
 {
     int fl = fcntl(fd, F_GETFL);
@@ -81,16 +88,31 @@ static void send_garbage(struct sim *sim, struct sim_device *dev, int fd, size_t
     }
 }
 
-static void print_write(const struct sim_device *dev, enum sim_table table, int address, int count,
-                        const uint16_t *values)
+static void print_write(const struct sim *sim, const struct sim_device *dev, enum sim_table table,
+                        int address, int count, const uint16_t *values)
 {
-    char buf[8 * MODBUS_MAX_WRITE_BITS];
+    char buf[8 * MODBUS_MAX_WRITE_BITS + 32];
     size_t n = 0;
     buf[0] = '\0';
-    for (int i = 0; i < count && n + 8 < sizeof(buf); i++) {
+    for (int i = 0; i < count && n + 8 < sizeof(buf) - 32; i++) {
         n += (size_t)snprintf(buf + n, sizeof(buf) - n, " %u", values[i]);
     }
+    if (sim->timestamps) {
+        snprintf(buf + n, sizeof(buf) - n, " @%lld", (long long)sim_mono_us());
+    }
     sim_out("write %s %s %d %d%s", dev->label, sim_table_name(table), address, count, buf);
+}
+
+// After a read was answered: reports and disarms a `mark` inside the range that was read.
+static void check_mark(struct sim_device *dev, enum sim_table table, int address, int count)
+{
+    int mark = dev->mark[table];
+    if (mark < address || mark >= address + count || !sim_mapped(dev, table, address, count)) {
+        return;
+    }
+    dev->mark[table] = -1;
+    sim_out("served %d %s %d @%lld", dev->index, sim_table_name(table), mark,
+            (long long)sim_mono_us());
 }
 
 // Validates a write request, lets libmodbus apply and acknowledge it, and reports it. Returns
@@ -151,11 +173,22 @@ static int handle_write(struct sim *sim, struct sim_device *dev, modbus_t *ctx, 
     if (modbus_reply(ctx, req, len, dev->map) < 0) {
         VLOG(sim, "%s: write acknowledgement not sent: %s\n", dev->label, modbus_strerror(errno));
     }
-    print_write(dev, table, address, count, values);
+    print_write(sim, dev, table, address, count, values);
     if (dev->profile->written) {
         dev->profile->written(dev, table, address, count);
     }
     return 0;
+}
+
+// The table a read function code addresses.
+static enum sim_table read_table(int function)
+{
+    switch (function) {
+    case MODBUS_FC_READ_COILS: return SIM_TABLE_COIL;
+    case MODBUS_FC_READ_DISCRETE_INPUTS: return SIM_TABLE_DISCRETE;
+    case MODBUS_FC_READ_HOLDING_REGISTERS: return SIM_TABLE_HOLDING;
+    default: return SIM_TABLE_INPUT;
+    }
 }
 
 // Answers one complete request (TCP ADU or RTU frame including CRC). `fd` is the socket or
@@ -208,6 +241,9 @@ static int handle_request(struct sim *sim, struct sim_device *dev, modbus_t *ctx
                 exc = MODBUS_EXCEPTION_ILLEGAL_DATA_VALUE;
             } else if (!broadcast) {
                 rc = modbus_reply(ctx, req, len, dev->map);
+                if (rc >= 0) {
+                    check_mark(dev, read_table(pdu[0]), pdu[1] << 8 | pdu[2], qty);
+                }
             }
             break;
         }

@@ -31,6 +31,7 @@ struct sim {
     char parity;
     uint64_t seed;
     bool rtu, is_static, verbose;
+    bool timestamps; // append " @<CLOCK_MONOTONIC microseconds>" to `write` lines
     enum sim_fault fault;
 
     // Devices; in TCP mode each has its own libmodbus context and listening socket.
@@ -69,6 +70,8 @@ struct sim {
 
 // Milliseconds of CLOCK_MONOTONIC.
 int64_t sim_mono_ms(void);
+// Microseconds of CLOCK_MONOTONIC (the clock of `served` lines and `--timestamps`).
+int64_t sim_mono_us(void);
 // Sets O_NONBLOCK; returns 0 or -1 with errno set.
 int sim_set_nonblock(int fd);
 

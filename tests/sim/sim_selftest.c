@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <modbus.h>
 
@@ -416,6 +417,103 @@ static void test_static(const char *sim)
     child_stop(&c);
 }
 
+// Microseconds of CLOCK_MONOTONIC, the clock of the simulator's `@` timestamps.
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+// The number after the last " @" of a line, or -1.
+static int64_t line_stamp(const char *line)
+{
+    const char *at = strrchr(line, '@');
+    if (!at || at == line || at[-1] != ' ') {
+        return -1;
+    }
+    char *end;
+    long long v = strtoll(at + 1, &end, 10);
+    return end == at + 1 || *end ? -1 : v;
+}
+
+// `--timestamps` on write lines and the one-shot `mark`/`served` notification.
+static void test_timestamps(const char *sim)
+{
+    struct child c;
+    int ports[2];
+    char line[SELFTEST_LINE_MAX], want[128];
+    const char *args[] = {"--profile", "sdm630", "--count", "2", "--timestamps", NULL};
+    CHECK(sim_start_tcp(&c, sim, args, ports, 2) == 2, "two ports");
+    modbus_t *m0 = tcp_client(ports[0], 1), *m1 = tcp_client(ports[1], 1);
+    uint16_t r[80];
+
+    // Reads that do not cover the mark (another range, device or table) leave it armed.
+    child_cmd(&c, "mark 0 input 0x0C");
+    CHECK(modbus_read_input_registers(m0, 0x0E, 4, r) == 4, "read after the mark");
+    CHECK(modbus_read_input_registers(m0, 0, 12, r) == 12, "read before the mark");
+    CHECK(modbus_read_input_registers(m1, 0, 80, r) == 80, "read of the other device");
+    CHECK(modbus_read_registers(m0, 0, 20, r) == 20, "read of the other table");
+    CHECK(!child_saw(&c, "served", 300 * selftest.slow), "served without covering the mark");
+
+    // The covering read prints exactly one served line, stamped between request and line.
+    int64_t before = now_us();
+    CHECK(modbus_read_input_registers(m0, 0x0A, 4, r) == 4, "covering read");
+    child_expect(&c, "served ", 2000, line);
+    int64_t after = now_us(), t = line_stamp(line);
+    snprintf(want, sizeof(want), "served 0 input 12 @%lld", (long long)t);
+    CHECK(strcmp(line, want) == 0, "served line '%s'", line);
+    CHECK(t >= before && t <= after, "served at %lld, outside %lld..%lld", (long long)t,
+          (long long)before, (long long)after);
+    CHECK(modbus_read_input_registers(m0, 0, 80, r) == 80, "read after served");
+    CHECK(!child_saw(&c, "served", 300 * selftest.slow), "a mark served twice");
+
+    // A new mark replaces the armed one; it names the device index, decimal address.
+    child_cmd(&c, "mark 1 input 0");
+    child_cmd(&c, "mark 1 input 0x46");
+    CHECK(modbus_read_input_registers(m1, 0, 2, r) == 2, "read of the replaced mark");
+    CHECK(!child_saw(&c, "served", 300 * selftest.slow), "a replaced mark was served");
+    CHECK(modbus_read_input_registers(m1, 0x40, 8, r) == 8, "read of the new mark");
+    child_expect(&c, "served 1 input 70 @", 2000, line);
+    CHECK(line_stamp(line) > t, "served stamps not increasing");
+
+    // A failed read (exception 3) serves nothing; bad marks are refused.
+    child_cmd(&c, "mark 0 holding 2");
+    CHECK(modbus_read_registers(m0, 0, 81, r) < 0, "81 registers read");
+    CHECK(!child_saw(&c, "served", 300 * selftest.slow), "served by a refused read");
+    const char *bad[] = {"mark 0 input 0x180", "mark 2 input 0", "mark 0 table 0", "mark 0 input"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        child_send(&c, "%s", bad[i]);
+        child_expect(&c, "err ", 2000, line);
+    }
+
+    // Write lines carry the time after the acknowledgement, increasing.
+    int64_t prev = t;
+    for (int i = 0; i < 2; i++) {
+        float_regs(i ? 30.0f : 15.0f, r);
+        before = now_us();
+        CHECK(modbus_write_registers(m0, 2, 2, r) == 2, "write demand period: %s",
+              modbus_strerror(errno));
+        child_expect(&c, "write ", 2000, line);
+        after = now_us();
+        int64_t w = line_stamp(line);
+        snprintf(want, sizeof(want), "write %d holding 2 2 %u %u @%lld", ports[0], r[0], r[1],
+                 (long long)w);
+        CHECK(strcmp(line, want) == 0, "write line '%s'", line);
+        CHECK(w >= before && w <= after && w > prev, "write stamp %lld outside %lld..%lld",
+              (long long)w, (long long)before, (long long)after);
+        prev = w;
+    }
+    // The holding mark from above is still armed and served by a read of that table.
+    CHECK(modbus_read_registers(m0, 2, 2, r) == 2, "holding read");
+    child_expect(&c, "served 0 holding 2 @", 2000, line);
+    CHECK(line_stamp(line) > prev, "served before the last write");
+
+    client_free(m0);
+    client_free(m1);
+    child_stop(&c);
+}
+
 static const struct selftest_scenario scenarios[] = {
     {"sdm630", test_sdm630},
     {"sunspec", test_sunspec},
@@ -425,6 +523,7 @@ static const struct selftest_scenario scenarios[] = {
     {"multi", test_multi},
     {"rtu", test_rtu},
     {"static", test_static},
+    {"timestamps", test_timestamps},
 };
 
 int main(int argc, char **argv)
