@@ -23,6 +23,8 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/select.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -52,9 +54,11 @@ struct daemon {
     int64_t started_mono;
 
     bool scanning;
-    json_t *retained;  // discovery topic -> retained payload text seen on the broker
+    // What is remembered of discovery messages: topics and a hash of each payload, never the
+    // payloads themselves (a fleet's discovery is megabytes).
+    json_t *retained;  // discovery topic -> hash of the retained payload seen on the broker
     json_t *deleted;   // discovery topic -> true: Home Assistant's user removed it
-    json_t *published; // discovery topic -> payload text we published
+    json_t *published; // discovery topic -> true: configured and published
     struct timer scan_timer, birth_timer, bridge_timer, persist_timer;
     char scan_device[600], scan_entity[600];
     uint64_t rng;
@@ -109,12 +113,15 @@ static void publish_bridge_state(void *arg)
     size_t online = 0;
     for (size_t i = 0; i < dm->n_devices; i++)
         online += device_online(dm->devices[i]);
-    json_t *o =
-        json_pack("{s:s,s:I,s:f,s:I,s:I,s:I,s:I}", "version", E2M_VERSION, "uptime",
-                  (json_int_t)((loop_now(dm->loop) - dm->started_mono) / 1000), "memory",
-                  (double)rss_kib() / 1024.0, "devices_online", (json_int_t)online, "devices",
-                  (json_int_t)dm->n_devices, "commands", (json_int_t)dm->commands,
-                  "commands_refused", (json_int_t)dm->commands_refused);
+    struct link_stats ls;
+    link_get_stats(dm->link, &ls);
+    json_t *o = json_pack(
+        "{s:s,s:I,s:f,s:I,s:I,s:I,s:I,s:{s:I,s:I,s:I}}", "version", E2M_VERSION, "uptime",
+        (json_int_t)((loop_now(dm->loop) - dm->started_mono) / 1000), "memory",
+        (double)rss_kib() / 1024.0, "devices_online", (json_int_t)online, "devices",
+        (json_int_t)dm->n_devices, "commands", (json_int_t)dm->commands, "commands_refused",
+        (json_int_t)dm->commands_refused, "mqtt", "published", (json_int_t)ls.published, "dropped",
+        (json_int_t)ls.dropped, "replaced", (json_int_t)ls.replaced);
     char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(4));
     char t[600];
     topic_printf(t, sizeof(t), "%s/bridge/state", dm->m->base_topic);
@@ -125,27 +132,40 @@ static void publish_bridge_state(void *arg)
                    publish_bridge_state, dm);
 }
 
-// Collects every discovery message of the current configuration: topic -> payload text.
-static void collect(void *arg, const char *topic, json_t *payload)
-{
-    char *text = json_dumps(payload, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
-    json_object_set_new(arg, topic, json_string(text));
-    free(text);
-}
-
-static json_t *current_discovery(struct daemon *dm)
-{
-    json_t *all = json_object();
-    discovery_bridge(dm->m, E2M_VERSION, collect, all);
-    for (size_t i = 0; i < dm->n_devices; i++)
-        discovery_device(dm->m, E2M_VERSION, device_config(dm->devices[i]), NULL, collect, all);
-    return all;
-}
-
 // How much of the discovery to send: after connecting, only what the broker does not already
 // hold byte for byte; on Home Assistant's birth, everything but what its user deleted; on the
 // republish button, everything.
 enum resend { RESEND_CHANGED, RESEND_ALL, RESEND_UNDELETE };
+
+struct sender {
+    struct daemon *dm;
+    enum resend how;
+    size_t sent, kept, skipped;
+};
+
+// Publishes one discovery message as it is generated: nothing of a fleet's discovery is held
+// in memory at once.
+static void send_config(void *arg, const char *topic, json_t *payload)
+{
+    struct sender *k = arg;
+    struct daemon *dm = k->dm;
+    json_object_set_new(dm->published, topic, json_true());
+    if (json_object_get(dm->deleted, topic)) {
+        k->skipped++;
+        return;
+    }
+    char *text = json_dumps(payload, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
+    size_t len = strlen(text);
+    json_t *seen = json_object_get(dm->retained, topic);
+    if (k->how == RESEND_CHANGED && seen &&
+        (uint64_t)json_integer_value(seen) == link_payload_hash(text, len)) {
+        k->kept++;
+    } else {
+        link_publish(dm->link, topic, text, len, 1, true);
+        k->sent++;
+    }
+    free(text);
+}
 
 // Publishes discovery, availability and states.
 static void publish_everything(struct daemon *dm, enum resend how)
@@ -156,33 +176,17 @@ static void publish_everything(struct daemon *dm, enum resend how)
     topic_printf(t, sizeof(t), "%s/bridge/availability", dm->m->base_topic);
     link_publish_str(dm->link, t, "online", 1, true);
 
-    json_t *now = current_discovery(dm);
-    const char *topic;
-    json_t *v;
-    size_t sent = 0, kept = 0, skipped = 0;
     if (how == RESEND_UNDELETE)
         json_object_clear(dm->deleted);
-    json_object_foreach(now, topic, v)
-    {
-        const char *text = json_string_value(v);
-        if (json_object_get(dm->deleted, topic)) {
-            skipped++;
-            continue;
-        }
-        const char *seen = json_string_value(json_object_get(dm->retained, topic));
-        if (how == RESEND_CHANGED && seen && strcmp(seen, text) == 0) {
-            kept++;
-            continue;
-        }
-        link_publish_str(dm->link, topic, text, 1, true);
-        sent++;
-    }
-    json_decref(dm->published);
-    dm->published = now;
+    json_object_clear(dm->published);
+    struct sender k = {.dm = dm, .how = how};
+    discovery_bridge(dm->m, E2M_VERSION, send_config, &k);
+    for (size_t i = 0; i < dm->n_devices; i++)
+        discovery_device(dm->m, E2M_VERSION, device_config(dm->devices[i]), NULL, send_config, &k);
     log_info("mqtt",
              "discovery: %zu published, %zu already current, %zu deleted in Home "
              "Assistant",
-             sent, kept, skipped);
+             k.sent, k.kept, k.skipped);
     for (size_t i = 0; i < dm->n_devices; i++) {
         publish_availability(dm, dm->devices[i]);
         publish_state(dm, dm->devices[i]);
@@ -196,23 +200,22 @@ static void scan_done(void *arg)
     dm->scanning = false;
     link_unsubscribe(dm->link, dm->scan_device);
     link_unsubscribe(dm->link, dm->scan_entity);
+    publish_everything(dm, RESEND_CHANGED);
     // Clear what we once published but no longer configure.
-    json_t *now = current_discovery(dm);
     const char *topic;
     json_t *v;
     size_t cleared = 0;
     json_object_foreach(dm->retained, topic, v)
     {
-        if (!json_object_get(now, topic)) {
+        if (!json_object_get(dm->published, topic)) {
             link_publish(dm->link, topic, "", 0, 1, true);
             cleared++;
         }
     }
-    json_decref(now);
+    json_object_clear(dm->retained);
     if (cleared)
         log_info("mqtt", "cleared %zu discovery config%s no longer configured", cleared,
                  cleared == 1 ? "" : "s");
-    publish_everything(dm, RESEND_CHANGED);
 }
 
 static void birth_republish(void *arg)
@@ -372,26 +375,31 @@ static void on_message(void *arg, const char *topic, const uint8_t *payload, siz
         }
         return;
     }
-    if (is_config_topic(dm->m, topic)) {
-        if (len == 0) {
-            // An empty config for one of ours: Home Assistant's user deleted it.
-            if (!dm->scanning && json_object_get(dm->published, topic)) {
-                log_info("mqtt", "%s was deleted in Home Assistant; not re-publishing it", topic);
-                json_object_set_new(dm->deleted, topic, json_true());
-            }
-            json_object_del(dm->retained, topic);
-            return;
+    if (is_config_topic(dm->m, topic))
+        return; // config topics arrive as digests (on_digest)
+    on_command(dm, topic, payload, len, retained);
+}
+
+// Discovery configs on the broker, ours and every other integration's: the link hands over
+// their size, a hash, and whether they name our bridge's availability topic (then they are
+// ours), never the payload itself.
+static void on_digest(void *arg, const char *topic, size_t len, bool retained, uint64_t hash,
+                      bool ours)
+{
+    struct daemon *dm = arg;
+    if (!is_config_topic(dm->m, topic))
+        return;
+    if (len == 0) {
+        // An empty config for one of ours: Home Assistant's user deleted it.
+        if (!dm->scanning && json_object_get(dm->published, topic)) {
+            log_info("mqtt", "%s was deleted in Home Assistant; not re-publishing it", topic);
+            json_object_set_new(dm->deleted, topic, json_true());
         }
-        if (dm->scanning && retained) {
-            json_error_t err;
-            json_t *p = json_loadb((const char *)payload, len, 0, &err);
-            if (p && discovery_is_ours(dm->m, p))
-                json_object_set_new(dm->retained, topic, json_stringn((const char *)payload, len));
-            json_decref(p);
-        }
+        json_object_del(dm->retained, topic);
         return;
     }
-    on_command(dm, topic, payload, len, retained);
+    if (dm->scanning && retained && ours)
+        json_object_set_new(dm->retained, topic, json_integer((json_int_t)hash));
 }
 
 // ---- devices, timers, signals ---------------------------------------------------------------
@@ -455,6 +463,27 @@ static int setup_signals(struct daemon *dm)
     return loop_watch(dm->loop, dm->sigfd, EPOLLIN, on_signal, dm);
 }
 
+// Every device holds a descriptor; the usual soft limit (1024) is below what a fleet needs,
+// while the hard limit is far above it. The descriptors below FD_SETSIZE are kept for
+// libmodbus (see core/tcp.c), so the daemon's own sockets need room above that line.
+static void raise_fd_limit(size_t n_devices)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)FD_SETSIZE + n_devices + 64;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
+        return;
+    rlim_t old = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+        log_debug("daemon", "descriptor limit raised from %llu to %llu", (unsigned long long)old,
+                  (unsigned long long)rl.rlim_cur);
+    if (rl.rlim_cur < want)
+        log_warn("daemon",
+                 "%zu devices need about %llu file descriptors, the limit is %llu: raise it "
+                 "(ulimit -n)",
+                 n_devices, (unsigned long long)want, (unsigned long long)rl.rlim_cur);
+}
+
 int daemon_run(const struct config *cfg)
 {
     struct daemon dm = {.cfg = cfg, .m = &cfg->mqtt, .sigfd = -1};
@@ -468,6 +497,7 @@ int daemon_run(const struct config *cfg)
         goto out;
     }
     dm.started_mono = loop_now(dm.loop);
+    raise_fd_limit(cfg->n_devices);
     dm.retained = json_object();
     dm.deleted = json_object();
     dm.published = json_object();
@@ -512,7 +542,15 @@ int daemon_run(const struct config *cfg)
         .will_topic = will,
         .will_payload = "offline",
     };
-    struct link_handlers lh = {on_connected, on_disconnected, on_message, &dm};
+    // Every config topic we subscribe to (the scan, our own) is digested, not copied; ours
+    // carry `"t":"<base>/bridge/availability"` in their compact JSON.
+    const char *digest[] = {dm.scan_device, dm.scan_entity};
+    char marker[700];
+    discovery_ours_marker(dm.m, marker, sizeof(marker));
+    lc.digest_filters = digest;
+    lc.n_digest_filters = 2;
+    lc.digest_marker = marker;
+    struct link_handlers lh = {on_connected, on_disconnected, on_message, on_digest, &dm};
     dm.link = link_new(dm.loop, &lc, &lh);
     if (!dm.link)
         goto out;

@@ -56,6 +56,15 @@ struct pending_write {
     double raw;
 };
 
+// What a writable entity needs beyond its value.
+struct control {
+    struct pending_write write;
+    struct command_value sent; // what the last write carried
+    bool confirm;              // written, to be compared with the read-back
+};
+
+enum { NO_SLOT = UINT16_MAX };
+
 struct device {
     struct loop *loop;
     const struct device_config *cfg;
@@ -78,11 +87,12 @@ struct device {
     size_t n_exprs;
 
     struct state state;
+    // Per-entity extras only where an entity needs them: a counter's guard, a control's
+    // write state. `slot` indexes the array of its kind (NO_SLOT for neither).
+    uint16_t *slot;
     struct guard *guards;
-    struct pending_write *writes;
-    struct command_value *sent; // what the last write of each entity carried
-    bool *confirm;              // written, to be compared with the read-back
-    bool *assumed;              // the value shown is the last command, not a reading
+    struct control *controls;
+    bool *assumed; // the value shown is the last command, not a reading
 
     struct sched_job sjob;
     struct drv_job job;
@@ -108,6 +118,18 @@ struct device {
     struct log_limit fail_limit, refuse_limit, guard_limit;
     struct device_stats stats;
 };
+
+// A counter's guard, or NULL.
+static struct guard *guard_of(const struct device *d, size_t i)
+{
+    return d->model->entities[i].counter != COUNTER_NONE ? &d->guards[d->slot[i]] : NULL;
+}
+
+// A writable entity's write state, or NULL.
+static struct control *control_of(const struct device *d, size_t i)
+{
+    return d->model->entities[i].writable ? &d->controls[d->slot[i]] : NULL;
+}
 
 // Both clocks for the scheduler, from the loop (which may run on simulated time).
 static struct sched_time now_pair(const struct device *d)
@@ -381,13 +403,13 @@ static void store_raw(struct device *d, size_t i, double raw, int sf, int64_t no
     }
     double v = entity_value(e, raw, sf);
     if (e->counter != COUNTER_NONE) {
-        enum guard_verdict g = guard_check(&d->guards[i], e->counter, e->max_rate,
-                                           entity_resolution(e, sf), v, now, &v);
+        struct guard *gd = guard_of(d, i);
+        enum guard_verdict g =
+            guard_check(gd, e->counter, e->max_rate, entity_resolution(e, sf), v, now, &v);
         if (!guard_accepted(g)) {
             d->stats.guard_rejects++;
             log_limited(&d->guard_limit, loop_now(d->loop), LOG_LVL_WARN, d->cfg->id,
-                        "%s: %s (read %g, last %g)", e->id, guard_verdict_name(g), v,
-                        d->guards[i].mark);
+                        "%s: %s (read %g, last %g)", e->id, guard_verdict_name(g), v, gd->mark);
             return;
         }
         // A daily reset or a carried device reset is routine; a rebase or a confirmed jump
@@ -398,7 +420,7 @@ static void store_raw(struct device *d, size_t i, double raw, int sf, int64_t no
             log_warn(d->cfg->id, "%s: %s at %g", e->id, guard_verdict_name(g), v);
         if (d->persist)
             persist_set(d->persist, d->cfg->id, e->id,
-                        &(struct persist_counter){d->guards[i].mark, now, d->guards[i].offset});
+                        &(struct persist_counter){gd->mark, now, gd->offset});
     }
     state_set_number(st, i, v, now);
 }
@@ -471,12 +493,13 @@ static void apply_samples(struct device *d, const struct drv_result *res, int64_
 static void check_confirmations(struct device *d, int group)
 {
     for (size_t i = 0; i < d->model->n_entities; i++) {
-        if (!d->confirm[i] || d->bind[i].group != group)
+        struct control *c = control_of(d, i);
+        if (!c || !c->confirm || d->bind[i].group != group)
             continue;
-        d->confirm[i] = false;
+        c->confirm = false;
         const struct entity *e = &d->model->entities[i];
         const struct value *v = &d->state.v[i];
-        const struct command_value *cv = &d->sent[i];
+        const struct command_value *cv = &c->sent;
         bool same;
         if (e->component == COMP_NUMBER)
             same = v->kind == VALUE_NUMBER && fabs(v->num - cv->value) <= e->step / 2;
@@ -612,7 +635,7 @@ static void job_done(void *arg)
             mark_dirty(d); // snap the control back
         } else if (r == SCHED_RESULT_OK) {
             d->stats.writes++;
-            d->confirm[i] = d->bind[i].group != NO_GROUP;
+            control_of(d, i)->confirm = d->bind[i].group != NO_GROUP;
             log_info(d->cfg->id, "%s written", e->id);
         }
     }
@@ -623,7 +646,7 @@ static void job_done(void *arg)
 static int build_write(struct device *d, size_t i)
 {
     const struct entity *e = &d->model->entities[i];
-    const struct pending_write *w = &d->writes[i];
+    const struct pending_write *w = &control_of(d, i)->write;
     struct drv_job *j = &d->job;
     *j = (struct drv_job){.bit = -1};
     if (e->action) {
@@ -656,6 +679,14 @@ static int build_write(struct device *d, size_t i)
     return 0;
 }
 
+// Clears the result of the last job, keeping its buffers.
+static void reset_result(struct device *d, enum drv_status status)
+{
+    struct drv_result *r = d->res;
+    *r = (struct drv_result){
+        .status = status, .regs = r->regs, .max_samples = r->max_samples, .samples = r->samples};
+}
+
 // An event-driven job that got no answer in time.
 static void job_timeout(void *arg)
 {
@@ -664,7 +695,7 @@ static void job_timeout(void *arg)
         return;
     if (d->drv->abort)
         d->drv->abort(d->drv_state);
-    *d->res = (struct drv_result){.status = DRV_ERR_TIMEOUT};
+    reset_result(d, DRV_ERR_TIMEOUT);
     snprintf(d->res->detail, sizeof(d->res->detail), "no answer within %lld ms",
              (long long)config_exchange_ms(&d->cfg->core_options));
     job_done(d);
@@ -691,8 +722,9 @@ static void start_job(struct device *d, const struct sched_job *sj)
         else
             d->job = (struct drv_job){.type = DRV_JOB_POLL, .group = g->field_group, .bit = -1};
     } else {
-        d->writes[sj->target].queued = false;
-        d->sent[sj->target] = d->writes[sj->target].cv;
+        struct control *c = control_of(d, sj->target);
+        c->write.queued = false;
+        c->sent = c->write.cv;
         if (build_write(d, sj->target) < 0) {
             // Validated when queued, so this is a bug; never send half-built bytes.
             log_error(d->cfg->id, "%s: cannot encode the write", d->model->entities[sj->target].id);
@@ -703,7 +735,7 @@ static void start_job(struct device *d, const struct sched_job *sj)
     }
     if (d->drv->style == DRV_EVENT) {
         d->busy = true;
-        *d->res = (struct drv_result){.status = DRV_OK};
+        reset_result(d, DRV_OK);
         loop_timer_set(d->loop, &d->job_timer,
                        loop_now(d->loop) + config_exchange_ms(&d->cfg->core_options), job_timeout,
                        d);
@@ -747,7 +779,7 @@ static void device_tick(void *arg)
         enum sched_drop why;
         while (sched_take_dropped(d->sched, &target, &why)) {
             d->stats.writes_dropped++;
-            d->writes[target].queued = false;
+            control_of(d, target)->write.queued = false;
             log_warn(d->cfg->id, "%s: command dropped (%s)", d->model->entities[target].id,
                      why == SCHED_DROP_EXPIRED ? "not sent in time" : "write failed repeatedly");
             mark_dirty(d);
@@ -804,11 +836,17 @@ struct device *device_new(struct loop *loop, const struct device_config *cfg,
     d->active = xcalloc(n + 1, sizeof(bool));
     d->bind = xcalloc(n + 1, sizeof(*d->bind));
     d->exprs = xcalloc(n + 1, sizeof(size_t));
-    d->guards = xcalloc(n + 1, sizeof(*d->guards));
-    d->writes = xcalloc(n + 1, sizeof(*d->writes));
-    d->confirm = xcalloc(n + 1, sizeof(bool));
+    d->slot = xcalloc(n + 1, sizeof(*d->slot));
+    size_t n_guards = 0, n_controls = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct entity *e = &m->entities[i];
+        d->slot[i] = e->counter != COUNTER_NONE ? (uint16_t)n_guards++
+                     : e->writable              ? (uint16_t)n_controls++
+                                                : NO_SLOT;
+    }
+    d->guards = xcalloc(n_guards + 1, sizeof(*d->guards));
+    d->controls = xcalloc(n_controls + 1, sizeof(*d->controls));
     d->assumed = xcalloc(n + 1, sizeof(bool));
-    d->sent = xcalloc(n + 1, sizeof(*d->sent));
     d->res = xcalloc(1, sizeof(*d->res));
     d->ctx.d = d;
     d->last_state = SCHED_STATE_STARTING;
@@ -832,12 +870,23 @@ struct device *device_new(struct loop *loop, const struct device_config *cfg,
         plan_fields(d);
     }
     sched_setup(d);
+    // Result buffers for the largest read of the plan; field values of blocking drivers.
+    size_t max_regs = 1;
+    for (size_t g = 0; g < d->n_groups; g++)
+        if (d->groups[g].count > max_regs)
+            max_regs = d->groups[g].count;
+    d->res->regs = xcalloc(max_regs, sizeof(uint16_t));
+    if (d->drv->style == DRV_BLOCKING && d->drv->n_fields) {
+        d->res->max_samples =
+            (uint16_t)(d->drv->n_fields < DRV_MAX_SAMPLES ? d->drv->n_fields : DRV_MAX_SAMPLES);
+        d->res->samples = xcalloc(d->res->max_samples, sizeof(struct drv_sample));
+    }
 
     for (size_t i = 0; persist && i < n; i++) {
         const struct entity *e = &m->entities[i];
         struct persist_counter c;
         if (e->counter != COUNTER_NONE && persist_get(persist, cfg->id, e->id, &c))
-            d->guards[i] = (struct guard){
+            *guard_of(d, i) = (struct guard){
                 .mark = c.total, .mark_ms = c.wall_ms, .offset = c.offset, .has_mark = true};
     }
     if (d->drv->open(&d->dd, &d->drv_state) < 0) {
@@ -899,11 +948,14 @@ void device_free(struct device *d)
     free(d->bind);
     free(d->active);
     free(d->exprs);
+    free(d->slot);
     free(d->guards);
-    free(d->writes);
-    free(d->confirm);
+    free(d->controls);
     free(d->assumed);
-    free(d->sent);
+    if (d->res) {
+        free(d->res->regs);
+        free(d->res->samples);
+    }
     free(d->res);
     state_free(&d->state);
     free(d);
@@ -953,8 +1005,9 @@ int device_command(struct device *d, const struct entity *e, const struct comman
     if (e->component == COMP_NUMBER && e->deadband > 0) {
         // Compare with what the device will hold: the pending value, else the current one.
         const struct value *v = &d->state.v[i];
-        bool known = d->writes[i].queued || v->kind == VALUE_NUMBER;
-        double ref = d->writes[i].queued ? d->writes[i].cv.value : v->num;
+        const struct pending_write *w = &control_of(d, i)->write;
+        bool known = w->queued || v->kind == VALUE_NUMBER;
+        double ref = w->queued ? w->cv.value : v->num;
         if (known && fabs(cv->value - ref) < e->deadband) {
             log_debug(d->cfg->id, "%s: %g is within the dead band (%g) of %g: not sent", e->id,
                       cv->value, e->deadband, ref);
@@ -963,8 +1016,9 @@ int device_command(struct device *d, const struct entity *e, const struct comman
             return 0;
         }
     }
-    bool coalesced = d->writes[i].queued;
-    d->writes[i] = (struct pending_write){.queued = true, .cv = *cv, .raw = raw};
+    struct control *c = control_of(d, i);
+    bool coalesced = c->write.queued;
+    c->write = (struct pending_write){.queued = true, .cv = *cv, .raw = raw};
     sched_write(d->sched, now_pair(d), (uint32_t)i, d->bind[i].group,
                 e->has_write_interval ? e->write_interval_ms : -1);
     log_info(d->cfg->id, "%s: command queued%s", e->id,

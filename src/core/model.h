@@ -95,6 +95,8 @@ struct entity {
     unsigned line, col; // position of the entity in its file
 };
 
+enum { MODEL_MAX_ENTITIES = 4096 }; // a device with more is not one device
+
 struct model {
     const char *key;  // "eastron/sdm630"
     const char *file; // path it was loaded from

@@ -741,6 +741,11 @@ struct model *model_load_file(struct arena *a, const char *path, const char *key
     const struct node *list = node_get(root, "entities");
     if (!rd_require(r, root, "", "entities") || !rd_is_seq(r, list, "entities"))
         return NULL;
+    if (list->n > MODEL_MAX_ENTITIES) {
+        diag_at(r->d, r->file, list, "entities", "at most %d entities per model, got %zu",
+                MODEL_MAX_ENTITIES, list->n);
+        return NULL;
+    }
     m->entities = arena_alloc(a, (list->n ? list->n : 1) * sizeof(*m->entities));
     m->n_entities = list->n;
     for (size_t i = 0; i < list->n; i++) {

@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -112,6 +114,13 @@ static void start_connect(struct tcp *t, const struct sockaddr *sa, socklen_t le
     if (t->fd < 0) {
         fail(t, strerror(errno));
         return;
+    }
+    // The loop watches with epoll, which takes any descriptor; libmodbus waits with select(),
+    // which takes only those below FD_SETSIZE. Leave those to it when the limit allows.
+    int high = fcntl(t->fd, F_DUPFD_CLOEXEC, FD_SETSIZE);
+    if (high >= 0) {
+        close(t->fd);
+        t->fd = high;
     }
     int one = 1;
     setsockopt(t->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));

@@ -127,14 +127,17 @@ enum drv_status {
     DRV_SKIPPED = 2,        // nothing was sent (nothing to ask): the request gap does not restart
 };
 
+// The buffers are the core's, sized for the device's read plan (a device costs no more than
+// its largest read): `regs` holds at least the READ job's count, `samples` max_samples.
 struct drv_result {
     enum drv_status status;
-    int code;                    // DRV_ERR_EXCEPTION: the device's exception code
-    char detail[128];            // human-readable reason for the log
-    uint16_t count;              // READ: values delivered
-    uint16_t regs[DRV_MAX_READ]; // READ: registers, or 0/1 per bit for bit tables
-    uint16_t n_samples;          // POLL (and SET read-backs): field values delivered
-    struct drv_sample samples[DRV_MAX_SAMPLES];
+    int code;             // DRV_ERR_EXCEPTION: the device's exception code
+    char detail[128];     // human-readable reason for the log
+    uint16_t count;       // READ: values delivered
+    uint16_t *regs;       // READ: registers, or 0/1 per bit for bit tables
+    uint16_t n_samples;   // POLL (and SET read-backs): field values delivered
+    uint16_t max_samples; // room in `samples` (the driver's field count, at most DRV_MAX_SAMPLES)
+    struct drv_sample *samples;
 };
 
 // ---- services for event-driven drivers (loop thread only) ---------------------------------

@@ -371,12 +371,7 @@ void discovery_bridge(const struct mqtt_config *m, const char *version, disc_emi
     finish(&k, node);
 }
 
-bool discovery_is_ours(const struct mqtt_config *m, const json_t *payload)
+void discovery_ours_marker(const struct mqtt_config *m, char *out, size_t n)
 {
-    char t[512];
-    snprintf(t, sizeof(t), "%s/bridge/availability", m->base_topic);
-    json_t *avty = json_object_get(payload, "avty");
-    json_t *first = json_array_get(avty, 0);
-    const char *topic = json_string_value(json_object_get(first, "t"));
-    return topic && strcmp(topic, t) == 0;
+    snprintf(out, n, "\"t\":\"%s/bridge/availability\"", m->base_topic);
 }

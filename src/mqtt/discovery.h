@@ -45,9 +45,12 @@ void discovery_device(const struct mqtt_config *m, const char *version,
 void discovery_bridge(const struct mqtt_config *m, const char *version, disc_emit_fn emit,
                       void *arg);
 
-// Whether a retained config we see on the broker belongs to this instance: it references
-// our bridge availability topic. Used to clear what we published once but no longer have.
-bool discovery_is_ours(const struct mqtt_config *m, const struct json_t *payload);
+// The text that tells a retained config on the broker belongs to this instance: its compact
+// JSON (as published) references our bridge availability topic, `"t":"<base>/bridge/
+// availability"`, which no other instance's payload contains. The MQTT link looks for it
+// without copying the payload; the daemon clears configs that carry it but are no longer
+// configured.
+void discovery_ours_marker(const struct mqtt_config *m, char *out, size_t n);
 
 // Built-in per-device diagnostic entities (present in every device's state).
 #define DIAG_LINK_STATUS "link_status"

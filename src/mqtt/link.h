@@ -32,6 +32,13 @@ struct link_config {
     int keepalive_s;
     const char *will_topic; // retained QoS 1 last will
     const char *will_payload;
+    // Messages on topics matching these filters are digested in paho's thread instead of
+    // copied to the loop: the handler gets their length, a hash of the payload, and whether it
+    // contains `digest_marker`. For many large messages the daemon only has to recognise
+    // (every retained discovery config on a busy broker).
+    const char *const *digest_filters;
+    size_t n_digest_filters;
+    const char *digest_marker;
 };
 
 struct link_handlers {
@@ -39,13 +46,20 @@ struct link_handlers {
     void (*disconnected)(void *arg, const char *why);
     void (*message)(void *arg, const char *topic, const uint8_t *payload, size_t len,
                     bool retained);
+    // A message on a digest filter (see link_config).
+    void (*digest)(void *arg, const char *topic, size_t len, bool retained, uint64_t hash,
+                   bool marked);
     void *arg;
 };
+
+// 64-bit FNV-1a of a payload, as digests carry it.
+uint64_t link_payload_hash(const void *payload, size_t len);
 
 struct link_stats {
     bool connected;
     uint64_t published; // handed to paho
-    uint64_t dropped;   // queue full, or published while disconnected
+    uint64_t dropped;   // queue full, refused by paho, or published while disconnected
+    uint64_t replaced;  // queued and replaced by a newer message to the same topic, unsent
     uint64_t received;
     uint64_t oversized; // inbound messages over LINK_MAX_INBOUND, ignored
     uint64_t connects;  // successful connections (the first and every reconnect)

@@ -345,6 +345,71 @@ START_TEST(second_instance_does_not_interfere)
 }
 END_TEST
 
+// A hundred devices publish discovery, availability and state in one burst at start: nothing
+// may be lost between the daemon and the broker (paho refuses more than its buffer limit of
+// unsent messages unless the link keeps within it).
+START_TEST(a_burst_of_many_devices_loses_nothing)
+{
+    enum { N = 100 };
+    struct broker broker = {0};
+    broker_start(&broker, false);
+    struct sim meters = {0};
+    static const char *const args[] = {"--profile", "sdm630", "--port",   "0",
+                                       "--count",   "100",    "--static", NULL};
+    sim_start(&meters, args);
+    ck_assert_int_eq(meters.n_ports, N);
+    char *devices = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&devices, &len);
+    for (int i = 0; i < N; i++)
+        fprintf(f,
+                "  - {id: m%d, model: eastron/sdm630, host: 127.0.0.1, port: %d, "
+                "options: {poll_interval: 30s}}\n",
+                i, meters.ports[i]);
+    fclose(f);
+    const char *cfg = itest_write_file("many.yaml",
+                                       "mqtt: {url: 'mqtt://127.0.0.1:%d', base_topic: many, "
+                                       "scan_time: 300ms}\nstate_dir: %s\ndevices:\n%s",
+                                       broker.port, itest_dir(), devices);
+    free(devices);
+    struct collector *c = collector_new(broker.port, "#");
+    struct proc d = {0};
+    daemon_start(&d, cfg, "daemon.log");
+    // Every device's availability, state and config, and the bridge's counters.
+    char *s = collector_wait(c, "many/bridge/state", NULL, 20000);
+    ck_assert_msg(s, "no bridge state");
+    long long end = itest_now_ms() + 20000;
+    int online = 0;
+    while (itest_now_ms() < end && online < N) {
+        online = 0;
+        for (int i = 0; i < N; i++) {
+            char topic[64];
+            snprintf(topic, sizeof(topic), "many/m%d/availability", i);
+            char *a = collector_last(c, topic);
+            online += a && strcmp(a, "online") == 0;
+            free(a);
+        }
+        itest_sleep_ms(100);
+    }
+    ck_assert_int_eq(online, N);
+    ck_assert_uint_eq(collector_count_prefix(c, "homeassistant/device/many_m"), N);
+    for (int i = 0; i < N; i++) {
+        char topic[64];
+        snprintf(topic, sizeof(topic), "many/m%d/state", i);
+        char *a = collector_last(c, topic);
+        ck_assert_msg(a, "%s never published", topic);
+        free(a);
+    }
+    ck_assert_msg(strstr(s, "\"dropped\":0,"), "the bridge counted lost messages: %s", s);
+    free(s);
+    ck_assert_int_eq(proc_stop(&d, SIGTERM, 30000), 0);
+    collector_free(c);
+    proc_stop(&meters.p, SIGTERM, 3000);
+    broker_stop(&broker);
+    itest_cleanup();
+}
+END_TEST
+
 START_TEST(stale_configs_are_cleared_at_start)
 {
     struct rig r;
@@ -577,6 +642,7 @@ int main(int argc, char **argv)
         {"birth_message_triggers_republish", birth_message_triggers_republish},
         {"killed_daemon_leaves_offline", killed_daemon_leaves_offline},
         {"second_instance_does_not_interfere", second_instance_does_not_interfere},
+        {"a_burst_of_many_devices_loses_nothing", a_burst_of_many_devices_loses_nothing},
         {"stale_configs_are_cleared_at_start", stale_configs_are_cleared_at_start},
         {"broker_restart_brings_everything_back", broker_restart_brings_everything_back},
         {"device_faults_mark_offline_then_recover", device_faults_mark_offline_then_recover},

@@ -325,17 +325,17 @@ void sim_start_bin(struct sim *s, const char *binary, const char *const *args)
     char log[300];
     snprintf(log, sizeof(log), "%s/sim.log", itest_dir());
     proc_start(&s->p, argv, log, true);
-    char line[512];
+    char line[2048];
     ck_assert_msg(proc_read_line(&s->p, "ready", line, sizeof(line), 5000),
                   "the simulator did not become ready");
     s->n_ports = 0;
     if (strncmp(line, "ready rtu ", 10) == 0) {
-        snprintf(s->rtu_path, sizeof(s->rtu_path), "%s", line + 10);
+        snprintf(s->rtu_path, sizeof(s->rtu_path), "%.500s", line + 10);
         return;
     }
     // "ready tcp 1234 1235 mqtt" (ports only) or "ready port=1234".
     char *save, *tok = strtok_r(line + 5, " ", &save);
-    while (tok && s->n_ports < 8) {
+    while (tok && s->n_ports < (int)(sizeof(s->ports) / sizeof(s->ports[0]))) {
         if (strncmp(tok, "port=", 5) == 0)
             tok += 5;
         if (tok[0] >= '0' && tok[0] <= '9')

@@ -56,7 +56,7 @@ void broker_stop(struct broker *b);
 // The Modbus simulator: `args` are extra arguments (e.g. "--profile sunspec"); fills ports.
 struct sim {
     struct proc p;
-    int ports[8];
+    int ports[128];
     int n_ports;
     char rtu_path[512];
 };

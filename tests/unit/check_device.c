@@ -94,6 +94,7 @@ static void fake_run(void *state, const struct drv_job *job, struct drv_result *
         for (uint16_t f = 0; f < N_FIELDS; f++) {
             if (fields[f].group != job->group)
                 continue;
+            ck_assert_uint_lt(res->n_samples, res->max_samples);
             struct drv_sample *s = &res->samples[res->n_samples++];
             s->field = f;
             s->text = fields[f].text;

@@ -152,11 +152,13 @@ static void inst_open_unit(struct inst *x, int port, bool force_multiple, int un
     ck_assert_int_eq(modbus_driver.check(&x->dev, err, sizeof(err)), 0);
     ck_assert_int_eq(modbus_driver.open(&x->dev, &x->state), 0);
     x->res = xcalloc(1, sizeof(*x->res));
+    x->res->regs = xcalloc(DRV_MAX_READ, sizeof(uint16_t));
 }
 
 static void inst_close(struct inst *x)
 {
     modbus_driver.close(x->state);
+    free(x->res->regs);
     free(x->res);
     arena_free(x->a);
 }
@@ -347,6 +349,8 @@ static void *hammer_run(void *p)
 {
     struct hammer *h = p;
     struct drv_result *res = xcalloc(1, sizeof(*res));
+    uint16_t regs[DRV_MAX_READ];
+    res->regs = regs;
     for (int i = 0; i < 200; i++) {
         struct drv_job j = read_job(T_HOLDING, (uint32_t)(i % 50), 10);
         modbus_driver.run(h->x->state, &j, res);

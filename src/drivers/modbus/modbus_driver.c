@@ -16,10 +16,17 @@
 // from start to end, so devices on a bus take turns; the wait counts as part of their
 // exchange.
 #include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <modbus.h>
 
@@ -237,6 +244,62 @@ static enum drv_status fail(struct modbus_dev *m, struct drv_result *res, const 
     return res->status = DRV_ERR_IO;
 }
 
+// libmodbus waits for replies with select(), which cannot watch a descriptor at or above
+// FD_SETSIZE (glibc aborts the process). The daemon keeps its own sockets above that line, so
+// this leaves room for about a thousand Modbus connections; past it a device fails to
+// connect with this reason instead of taking the daemon down.
+static int check_fd(int fd, char *detail, size_t n)
+{
+    if (fd < FD_SETSIZE)
+        return 0;
+    snprintf(detail, n, "descriptor %d is beyond libmodbus: too many Modbus links in one instance",
+             fd);
+    return -1;
+}
+
+// Connects a Modbus TCP socket within `timeout_ms` (libmodbus's own connect waits with
+// select() too). Returns the descriptor or -1 with `detail` set.
+static int tcp_connect(const struct bus *b, uint32_t timeout_ms, char *detail, size_t n)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai, *a;
+    int rc = getaddrinfo(b->host, b->port, &hints, &ai);
+    if (rc != 0) {
+        snprintf(detail, n, "cannot resolve %.64s: %s", b->host, gai_strerror(rc));
+        return -1;
+    }
+    int fd = -1, err = 0;
+    for (a = ai; a && fd < 0; a = a->ai_next) {
+        fd = socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            err = errno;
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
+            err = 0;
+        } else if (errno != EINPROGRESS) {
+            err = errno;
+        } else {
+            struct pollfd p = {.fd = fd, .events = POLLOUT};
+            socklen_t len = sizeof(err);
+            rc = poll(&p, 1, (int)timeout_ms);
+            if (rc == 0)
+                err = ETIMEDOUT;
+            else if (rc < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+                err = errno;
+        }
+        if (err) {
+            close(fd);
+            fd = -1;
+        }
+    }
+    freeaddrinfo(ai);
+    if (fd < 0)
+        snprintf(detail, n, "cannot connect to %.64s:%s: %s", b->host, b->port, strerror(err));
+    return fd;
+}
+
 static int ensure_connected(struct modbus_dev *m, struct drv_result *res)
 {
     struct bus *b = m->bus;
@@ -249,12 +312,24 @@ static int ensure_connected(struct modbus_dev *m, struct drv_result *res)
             res->status = DRV_ERR_CONNECT;
             return -1;
         }
-        // libmodbus bounds the connect with the response timeout.
-        set_timeout(b->ctx, m->connect_timeout_ms);
-        if (modbus_connect(b->ctx) < 0) {
-            snprintf(res->detail, sizeof(res->detail), "cannot connect to %.48s%s%s: %.40s",
-                     b->rtu ? b->device : b->host, b->rtu ? "" : ":", b->rtu ? "" : b->port,
-                     modbus_strerror(errno));
+        int rc;
+        if (b->rtu) {
+            rc = modbus_connect(b->ctx);
+            if (rc < 0)
+                snprintf(res->detail, sizeof(res->detail), "cannot open %.64s: %.40s", b->device,
+                         modbus_strerror(errno));
+            else
+                rc = check_fd(modbus_get_socket(b->ctx), res->detail, sizeof(res->detail));
+        } else {
+            int fd = tcp_connect(b, m->connect_timeout_ms, res->detail, sizeof(res->detail));
+            rc = fd < 0 ? -1 : check_fd(fd, res->detail, sizeof(res->detail));
+            if (rc == 0)
+                modbus_set_socket(b->ctx, fd);
+            else if (fd >= 0)
+                close(fd);
+        }
+        if (rc < 0) {
+            modbus_close(b->ctx);
             modbus_free(b->ctx);
             b->ctx = NULL;
             res->status = DRV_ERR_CONNECT;
