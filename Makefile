@@ -7,7 +7,7 @@ FUZZ_BUILD ?= build-fuzz
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all deps build test test-asan demo fuzz format clean
+.PHONY: all deps build test test-asan demo bench fuzz format clean
 
 all: build
 
@@ -31,6 +31,13 @@ test-asan: deps
 
 demo: build
 	@tools/demo.sh $(BUILD)
+
+# The benchmark (tests/bench/RESULTS.md): the small, fleet and burst scenarios against a private
+# broker and simulators, then the hot path's instruction count under callgrind.
+bench: build
+	@tools/deps.sh ci
+	$(BUILD)/tests/bench/e2m-bench --build $(BUILD) --scenario all $(if $(BENCH_SECONDS),--seconds $(BENCH_SECONDS))
+	$(BUILD)/tests/bench/e2m-bench-hotpath --callgrind
 
 # libFuzzer harnesses (clang), each run for FUZZ_SECONDS.
 fuzz:
