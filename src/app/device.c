@@ -505,6 +505,8 @@ static void check_confirmations(struct device *d, int group)
             same = v->kind == VALUE_NUMBER && fabs(v->num - cv->value) <= e->step / 2;
         else if (e->component == COMP_SELECT)
             same = v->kind == VALUE_TEXT && strcmp(v->text, cv->label) == 0;
+        else if (e->component == COMP_TEXT)
+            same = v->kind == VALUE_TEXT && strcmp(v->text, cv->text) == 0;
         else
             same = v->kind == VALUE_TEXT && strcmp(v->text, cv->on ? "ON" : "OFF") == 0;
         if (d->assumed[i])
@@ -658,6 +660,10 @@ static int build_write(struct device *d, size_t i)
         j->type = DRV_JOB_SET;
         j->field = e->field;
         j->value = w->raw;
+        // The copy in `sent` stays put while the job runs; a newer command only replaces the
+        // pending one.
+        if (e->component == COMP_TEXT)
+            j->text = control_of(d, i)->sent.text;
         return 0;
     }
     const struct reg_ref *r = e->has_write ? &e->write : &e->reg;

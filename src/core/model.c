@@ -96,6 +96,7 @@ const char *component_name(enum component c)
     case COMP_SELECT: return "select";
     case COMP_SWITCH: return "switch";
     case COMP_BUTTON: return "button";
+    case COMP_TEXT: return "text";
     }
     return "?";
 }

@@ -31,6 +31,7 @@ enum component {
     COMP_SELECT,
     COMP_SWITCH,
     COMP_BUTTON,
+    COMP_TEXT, // a writable text field (e.g. a time of day), checked against `pattern`
 };
 
 const char *component_name(enum component c);
@@ -89,8 +90,9 @@ struct entity {
     int64_t write_interval_ms;  // least time between two writes (flash wear)
     double deadband;            // number: a command this close to the current value is not sent
     bool has_press;
-    double press;       // button: raw value written
-    const char *action; // button: driver action instead of a write
+    double press;        // button: raw value written
+    const char *action;  // button: driver action instead of a write
+    const char *pattern; // text: POSIX extended regular expression a command must match
 
     unsigned line, col; // position of the entity in its file
 };

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <regex.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -269,10 +270,11 @@ static const char *const entity_keys[] = {"id",
                                           "write",
                                           "write_interval",
                                           "deadband",
+                                          "pattern",
                                           NULL};
 
 static const char *const component_names[] = {"sensor", "binary_sensor", "number", "select",
-                                              "switch", "button",        NULL};
+                                              "switch", "button",        "text",   NULL};
 
 // Keys that only make sense on some components; NULL-terminated component list per key.
 struct key_scope {
@@ -297,8 +299,10 @@ static const struct key_scope scopes[] = {
     {"max_rate", C(COMP_SENSOR)},
     {"unit", C(COMP_SENSOR) | C(COMP_NUMBER)},
     {"precision", C(COMP_SENSOR) | C(COMP_NUMBER)},
-    {"write_interval", C(COMP_NUMBER) | C(COMP_SELECT) | C(COMP_SWITCH) | C(COMP_BUTTON)},
+    {"write_interval",
+     C(COMP_NUMBER) | C(COMP_SELECT) | C(COMP_SWITCH) | C(COMP_BUTTON) | C(COMP_TEXT)},
     {"deadband", C(COMP_NUMBER)},
+    {"pattern", C(COMP_TEXT)},
 };
 #undef C
 
@@ -411,6 +415,44 @@ static void check_ha(struct loader *L, const struct entity *e, const struct node
                       : "a %s takes category config or diagnostic, got '%s'",
                 comp, e->category);
     }
+}
+
+// A text entity's `pattern`: a POSIX extended regular expression that Home Assistant (Python)
+// and its frontend (JavaScript) read the same way, so no backslash classes such as \d or \w,
+// whose meaning differs between them.
+static void read_pattern(struct loader *L, struct entity *e, const struct node *n, const char *path)
+{
+    struct reader *r = &L->r;
+    if (rd_str(r, n, path, "pattern", &e->pattern) <= 0)
+        return;
+    const struct node *pn = node_get(n, "pattern");
+    const char *p = rd_key(r, path, "pattern");
+    for (const char *c = e->pattern; *c; c++) {
+        if (c[0] == '\\' && c[1]) {
+            if ((c[1] >= 'a' && c[1] <= 'z') || (c[1] >= 'A' && c[1] <= 'Z') ||
+                (c[1] >= '0' && c[1] <= '9')) {
+                diag_at(r->d, r->file, pn, p,
+                        "'\\%c' means different things to Home Assistant and to POSIX; write "
+                        "the characters out, e.g. [0-9] for \\d",
+                        c[1]);
+                e->pattern = NULL;
+                return;
+            }
+            c++;
+        }
+    }
+    regex_t re;
+    int rc = regcomp(&re, e->pattern, REG_EXTENDED | REG_NOSUB);
+    if (rc != 0) {
+        char why[128];
+        regerror(rc, &re, why, sizeof(why));
+        diag_at(r->d, r->file, pn, p, "not a valid regular expression: %s", why);
+        e->pattern = NULL;
+        return;
+    }
+    regfree(&re);
+    if (strlen(e->pattern) > 255)
+        diag_at(r->d, r->file, pn, p, "at most 255 characters");
 }
 
 static void read_entity(struct loader *L, struct entity *e, const struct node *n, const char *path)
@@ -533,7 +575,8 @@ static void read_entity(struct loader *L, struct entity *e, const struct node *n
 
     // Writable components.
     e->writable = e->component == COMP_NUMBER || e->component == COMP_SELECT ||
-                  e->component == COMP_SWITCH || e->component == COMP_BUTTON;
+                  e->component == COMP_SWITCH || e->component == COMP_BUTTON ||
+                  e->component == COMP_TEXT;
     const struct node *w = node_get(n, "write");
     if (w && read_reg(L, w, rd_key(r, path, "write"), &e->write) == 0)
         e->has_write = true;
@@ -605,10 +648,17 @@ static void read_entity(struct loader *L, struct entity *e, const struct node *n
         if (t->fmt.bit >= 0 && t->fmt.words != 1)
             diag_at(r->d, r->file, n, path, "only a bit of a 16-bit register can be written");
     }
-    if (e->text && (e->component != COMP_SENSOR || e->scale != 1 || e->offset != 0 ||
-                    e->state_class || e->unit))
+    if (e->component == COMP_TEXT) {
+        read_pattern(L, e, n, path);
+        if (e->source != SRC_NONE && !(e->source == SRC_FIELD && e->text))
+            diag_at(r->d, r->file, n, path,
+                    "a text entity needs a text field of the driver (it is written as text)");
+    }
+    if (e->text && ((e->component != COMP_SENSOR && e->component != COMP_TEXT) || e->scale != 1 ||
+                    e->offset != 0 || e->state_class || e->unit))
         diag_at(r->d, r->file, n, path,
-                "a text value can only be a sensor without scale, unit or state_class");
+                "a text value can only be a sensor or a text without scale, unit or "
+                "state_class");
     check_ha(L, e, n, path, before);
 }
 

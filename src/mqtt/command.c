@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@ const char *command_error_name(enum command_error e)
     case CMD_UNKNOWN_OPTION: return "unknown option";
     case CMD_BAD_SWITCH: return "not ON or OFF";
     case CMD_BAD_PRESS: return "not PRESS";
+    case CMD_BAD_TEXT: return "text not accepted";
     }
     return "?";
 }
@@ -142,6 +144,37 @@ static enum command_error validate_number(const struct entity *e, const char *s,
     return CMD_OK;
 }
 
+static enum command_error validate_text(const struct entity *e, const char *s,
+                                        struct command_value *out, char *why, size_t n)
+{
+    size_t len = strlen(s);
+    if (len > COMMAND_MAX_TEXT) {
+        snprintf(why, n, "%zu bytes of text, the limit is %d", len, COMMAND_MAX_TEXT);
+        return CMD_BAD_TEXT;
+    }
+    for (const char *p = s; *p; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+            snprintf(why, n, "the text contains control characters");
+            return CMD_BAD_TEXT;
+        }
+    }
+    if (e->pattern) {
+        regex_t re;
+        if (regcomp(&re, e->pattern, REG_EXTENDED | REG_NOSUB) != 0) {
+            snprintf(why, n, "the pattern of %s does not compile", e->id); // checked at load
+            return CMD_BAD_TEXT;
+        }
+        int rc = regexec(&re, s, 0, NULL, 0);
+        regfree(&re);
+        if (rc != 0) {
+            snprintf(why, n, "'%s' does not match %s", s, e->pattern);
+            return CMD_BAD_TEXT;
+        }
+    }
+    memcpy(out->text, s, len + 1);
+    return CMD_OK;
+}
+
 bool command_is_press(const uint8_t *payload, size_t len)
 {
     char buf[COMMAND_MAX_PAYLOAD + 1];
@@ -194,6 +227,7 @@ enum command_error command_validate(const struct entity *e, const uint8_t *paylo
         }
         snprintf(why, why_size, "'%s' is not PRESS", s);
         return CMD_BAD_PRESS;
+    case COMP_TEXT: return validate_text(e, s, out, why, why_size);
     default: snprintf(why, why_size, "%s takes no commands", e->id); return CMD_NOT_WRITABLE;
     }
 }

@@ -3,8 +3,9 @@
 //
 // Everything here is pure validation. A command is accepted only for a writable entity and a
 // payload that fits it exactly: a finite number inside [min, max] on the step grid (number),
-// one of the options (select), ON or OFF (switch), PRESS (button). Payloads are at most
-// COMMAND_MAX_PAYLOAD bytes of valid UTF-8. Nothing else can ever reach a device.
+// one of the options (select), ON or OFF (switch), PRESS (button), text matching the entity's
+// pattern (text). Payloads are at most COMMAND_MAX_PAYLOAD bytes of valid UTF-8. Nothing else
+// can ever reach a device.
 #ifndef E2M_COMMAND_H
 #define E2M_COMMAND_H
 
@@ -14,7 +15,8 @@
 
 struct entity;
 
-enum { COMMAND_MAX_PAYLOAD = 256, COMMAND_MAX_ID = 64 };
+// A text command is at most COMMAND_MAX_TEXT bytes: Home Assistant's limit for a text state.
+enum { COMMAND_MAX_PAYLOAD = 256, COMMAND_MAX_ID = 64, COMMAND_MAX_TEXT = 255 };
 
 enum command_error {
     CMD_OK,
@@ -28,6 +30,7 @@ enum command_error {
     CMD_UNKNOWN_OPTION,
     CMD_BAD_SWITCH,
     CMD_BAD_PRESS,
+    CMD_BAD_TEXT, // a text with control characters, too long, or not matching the pattern
 };
 
 const char *command_error_name(enum command_error e);
@@ -43,6 +46,7 @@ struct command_value {
     double value;      // number: the value; select: the raw map key; switch: on/off raw
     bool on;           // switch
     const char *label; // select: the chosen option (points into the entity's map)
+    char text[COMMAND_MAX_TEXT + 1]; // text: the value, without surrounding white space
 };
 
 // Whether a button payload is PRESS (surrounding whitespace ignored).

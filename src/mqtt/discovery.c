@@ -126,7 +126,7 @@ bool discovery_assumable(const struct entity *e)
 {
     return e->source == SRC_FIELD && !e->internal &&
            (e->component == COMP_NUMBER || e->component == COMP_SELECT ||
-            e->component == COMP_SWITCH);
+            e->component == COMP_SWITCH || e->component == COMP_TEXT);
 }
 
 bool discovery_has_assumable(const struct model *m)
@@ -183,6 +183,10 @@ static json_t *entity_component(const struct comp_ctx *c, const struct entity *e
         command_topic(c, o, e->id);
         set_str(o, "dev_cla", e->device_class);
         json_object_set_new(o, "pl_prs", json_string("PRESS"));
+        break;
+    case COMP_TEXT:
+        command_topic(c, o, e->id);
+        set_str(o, "ptrn", e->pattern);
         break;
     }
     if (discovery_assumable(e)) {

@@ -10,6 +10,7 @@
 #include "core/mem.h"
 
 #include <jansson.h>
+#include <regex.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -833,6 +834,32 @@ static void check_number(struct problems *pr, json_t *cfg)
     }
 }
 
+// HA's text platform: 0 <= min <= max <= 255 (its state length limit), mode text or password.
+// A pattern must at least compile; POSIX ERE stands in for Python's re, which accepts more.
+static void check_text(struct problems *pr, json_t *cfg)
+{
+    double min = number_or(cfg, "min", 0), max = number_or(cfg, "max", 255);
+    const char *mode = str_of(cfg, "mode");
+    const char *pattern = str_of(cfg, "pattern");
+
+    if (min < 0)
+        problem_add(pr, "min (%g) must not be negative", min);
+    if (max > 255)
+        problem_add(pr, "max (%g) must be at most 255 (the state length limit)", max);
+    if (min > max)
+        problem_add(pr, "min (%g) must not be greater than max (%g)", min, max);
+    if (mode && strcmp(mode, "text") != 0 && strcmp(mode, "password") != 0)
+        problem_add(pr, "mode '%s' is not one of text, password", mode);
+    if (pattern) {
+        regex_t re;
+
+        if (regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB) != 0)
+            problem_add(pr, "pattern '%s' is not a valid regular expression", pattern);
+        else
+            regfree(&re);
+    }
+}
+
 // Whether `key` was set by the component itself rather than inherited from the device root.
 static bool own_key(json_t *inherited, const char *key)
 {
@@ -904,6 +931,8 @@ static void check_entity(const char *platform, json_t *cfg, json_t *inherited, b
         check_sensor(pr, cfg);
     else if (!strcmp(platform, "number"))
         check_number(pr, cfg);
+    else if (!strcmp(platform, "text"))
+        check_text(pr, cfg);
     else if (!strcmp(platform, "select") && json_array_size(json_object_get(cfg, "options")) == 0 &&
              json_is_array(json_object_get(cfg, "options")))
         problem_add(pr, "options must not be empty");

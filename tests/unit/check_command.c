@@ -296,9 +296,78 @@ START_TEST(test_switch_custom_values)
 }
 END_TEST
 
+// Text entities: the payload (trimmed) must match the pattern and hold no control characters;
+// without a pattern any text up to 255 bytes goes.
+struct text_case {
+    const char *pattern;
+    const char *payload;
+    enum command_error rc;
+    const char *text; // what the command carries
+};
+
+#define TIME_OF_DAY "^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+static const struct text_case text_cases[] = {
+    {TIME_OF_DAY, "06:30", CMD_OK, "06:30"},
+    {TIME_OF_DAY, " 23:59\n", CMD_OK, "23:59"},
+    {TIME_OF_DAY, "00:00", CMD_OK, "00:00"},
+    {TIME_OF_DAY, "24:00", CMD_BAD_TEXT, NULL},
+    {TIME_OF_DAY, "6:30", CMD_BAD_TEXT, NULL},
+    {TIME_OF_DAY, "06:60", CMD_BAD_TEXT, NULL},
+    {TIME_OF_DAY, "06:30x", CMD_BAD_TEXT, NULL},
+    {TIME_OF_DAY, "", CMD_BAD_TEXT, NULL},
+    {"^0?1?2?3?4?5?6?$", "", CMD_OK, ""},
+    {"^0?1?2?3?4?5?6?$", "12345", CMD_OK, "12345"},
+    {"^0?1?2?3?4?5?6?$", "54321", CMD_BAD_TEXT, NULL},
+    {NULL, "any text at all", CMD_OK, "any text at all"},
+    {NULL, "tab\tinside", CMD_BAD_TEXT, NULL},
+    {NULL, "del\x7f", CMD_BAD_TEXT, NULL},
+    {NULL, "caf\xc3\xa9", CMD_OK, "caf\xc3\xa9"},
+    {NULL, "bad \xff utf-8", CMD_NOT_UTF8, NULL},
+};
+
+START_TEST(test_text)
+{
+    const struct text_case *c = &text_cases[_i];
+    struct entity e = {.id = "slot",
+                       .component = COMP_TEXT,
+                       .writable = true,
+                       .text = true,
+                       .pattern = c->pattern};
+    struct command_value v;
+    char why[300] = "";
+    enum command_error rc =
+        command_validate(&e, (const uint8_t *)c->payload, strlen(c->payload), &v, why, sizeof(why));
+    ck_assert_msg(rc == c->rc, "'%s': %s (%s)", c->payload, command_error_name(rc), why);
+    if (rc == CMD_OK)
+        ck_assert_str_eq(v.text, c->text);
+    else
+        ck_assert_msg(why[0], "no reason");
+}
+END_TEST
+
+START_TEST(test_text_length)
+{
+    struct entity e = {.id = "t", .component = COMP_TEXT, .writable = true, .text = true};
+    char buf[COMMAND_MAX_PAYLOAD + 1];
+    memset(buf, 'a', sizeof(buf));
+    struct command_value v;
+    char why[300];
+    ck_assert_int_eq(
+        command_validate(&e, (const uint8_t *)buf, COMMAND_MAX_TEXT, &v, why, sizeof(why)), CMD_OK);
+    ck_assert_uint_eq(strlen(v.text), COMMAND_MAX_TEXT);
+    ck_assert_int_eq(
+        command_validate(&e, (const uint8_t *)buf, COMMAND_MAX_TEXT + 1, &v, why, sizeof(why)),
+        CMD_BAD_TEXT);
+    e.internal = true;
+    ck_assert_int_eq(command_validate(&e, (const uint8_t *)"x", 1, &v, why, sizeof(why)),
+                     CMD_NOT_WRITABLE);
+}
+END_TEST
+
 START_TEST(test_error_names)
 {
-    for (int a = CMD_OK; a <= CMD_BAD_PRESS; a++) {
+    for (int a = CMD_OK; a <= CMD_BAD_TEXT; a++) {
         ck_assert_str_ne(command_error_name((enum command_error)a), "?");
         for (int b = CMD_OK; b < a; b++)
             ck_assert_str_ne(command_error_name((enum command_error)a),
@@ -313,6 +382,8 @@ static Suite *command_suite(void)
     TCase *tc = tcase_create("topic");
     tcase_add_loop_test(tc, test_parse_topic, 0, N(topic_cases));
     tcase_add_test(tc, test_error_names);
+    tcase_add_loop_test(tc, test_text, 0, N(text_cases));
+    tcase_add_test(tc, test_text_length);
     suite_add_tcase(s, tc);
 
     TCase *pc = tcase_create("payload");

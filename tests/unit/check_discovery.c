@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/config.h"
 #include "core/diag.h"
@@ -479,6 +480,60 @@ static const struct sanitize_case sanitize_cases[] = {
     {"", 8, ""},
 };
 
+// A text entity: the text platform with its command topic and pattern, in both modes.
+START_TEST(test_text_entity)
+{
+    char dir[] = "/tmp/e2m-disctext-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char path[128];
+    snprintf(path, sizeof(path), "%s/acme", dir);
+    ck_assert_int_eq(mkdir(path, 0700), 0);
+    snprintf(path, sizeof(path), "%s/acme/bat.yaml", dir);
+    FILE *f = fopen(path, "w");
+    fputs("model: bat\nmanufacturer: A\nname: B\ndriver: venus\nentities:\n"
+          "  - {id: start, name: Start, component: text, field: slot1_start,\n"
+          "     pattern: '^[0-9]{2}:[0-9]{2}$', category: config}\n",
+          f);
+    fclose(f);
+    snprintf(path, sizeof(path), "%s/cfg.yaml", dir);
+    f = fopen(path, "w");
+    fprintf(f,
+            "entities_dir: %s\ndevices:\n"
+            "  - {id: b1, model: acme/bat, type: HMG-50, mac: aabbccddeeff}\n",
+            dir);
+    fclose(f);
+    struct config *c = NULL;
+    struct diag d;
+    diag_init(&d);
+    int rc = config_load(path, &c, &d);
+    diag_print(&d, stderr);
+    diag_free(&d);
+    ck_assert_int_eq(rc, 0);
+    struct mqtt_config m = c->mqtt;
+    discovery_device(&m, "1.2.3", &c->devices[0], NULL, emit, NULL);
+    ck_assert_uint_eq(n_msgs, 1);
+    const json_t *t = json_object_get(json_object_get(msgs[0].payload, "cmps"), "start");
+    ck_assert_ptr_nonnull(t);
+    ck_assert_str_eq(str(t, "p"), "text");
+    ck_assert_str_eq(str(t, "cmd_t"), "energy2mqtt/b1/start/set");
+    ck_assert_str_eq(str(t, "ptrn"), "^[0-9]{2}:[0-9]{2}$");
+    ck_assert_str_eq(str(t, "val_tpl"), "{{ value_json.start }}");
+    ck_assert_str_eq(str(t, "ent_cat"), "config");
+    ck_assert_ptr_nonnull(json_object_get(t, "json_attr_t")); // may show the last command
+    clear_msgs();
+    m.discovery = DISCOVERY_ENTITY;
+    discovery_device(&m, "1.2.3", &c->devices[0], NULL, emit, NULL);
+    bool found = false;
+    for (size_t i = 0; i < n_msgs; i++)
+        found |= strcmp(msgs[i].topic, "homeassistant/text/energy2mqtt_b1/start/config") == 0;
+    ck_assert(found);
+    config_free(c);
+    char cmd[96];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 START_TEST(test_sanitize)
 {
     const struct sanitize_case *c = &sanitize_cases[_i];
@@ -516,6 +571,7 @@ static Suite *discovery_suite(void)
     tcase_add_test(tc, test_bridge);
     tcase_add_loop_test(tc, test_sanitize, 0, N(sanitize_cases));
     tcase_add_test(tc, test_node_id);
+    tcase_add_test(tc, test_text_entity);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -217,9 +217,9 @@ START_TEST(test_energy_inputs)
 }
 END_TEST
 
-static const char *const components_ours[] = {"sensor", "binary_sensor", "number",
-                                              "select", "switch",        "button"};
-static const char *const components_not_ours[] = {"light", "device", "text", "Sensor", ""};
+static const char *const components_ours[] = {"sensor", "binary_sensor", "number", "select",
+                                              "switch", "button",        "text"};
+static const char *const components_not_ours[] = {"light", "device", "time", "Sensor", ""};
 
 START_TEST(test_component)
 {

@@ -220,7 +220,7 @@ static const struct rule_case rules[] = {
      "    component: light\n"
      "    register: {table: coil, address: 0}\n",
      {"7:16: entities[0].component: expected one of sensor, binary_sensor, number, select, "
-      "switch, button, got 'light'"}},
+      "switch, button, text, got 'light'"}},
     {"number min >= max",
      "  - id: a\n"
      "    component: number\n"
@@ -320,7 +320,53 @@ static const struct rule_case rules[] = {
      "  - id: a\n"
      "    register: {table: input, address: 0, type: string, words: 4}\n"
      "    unit: V\n",
-     {"6:5: entities[0]: a text value can only be a sensor without scale, unit or state_class"}},
+     {"6:5: entities[0]: a text value can only be a sensor or a text without scale, unit or "
+      "state_class"}},
+    {"text entity on a number register",
+     "  - id: a\n"
+     "    component: text\n"
+     "    register: {table: holding, address: 0}\n",
+     {"6:5: entities[0]: a text entity needs a text field of the driver (it is written as text)"}},
+    {"pattern on a sensor",
+     "  - id: a\n"
+     "    register: {table: input, address: 0}\n"
+     "    pattern: '^[0-9]$'\n",
+     {"8:14: entities[0].pattern: not valid on a sensor (only on text)"}},
+    {"text: a pattern that does not compile",
+     "model: m\nmanufacturer: T\nname: T\ndriver: venus\nentities:\n"
+     "  - id: a\n"
+     "    component: text\n"
+     "    field: slot1_start\n"
+     "    pattern: '[0-9'\n",
+     {"9:14: entities[0].pattern: not a valid regular expression: Unmatched [, [^, [:, [., or [="}},
+    {"text: a backslash class",
+     "model: m\nmanufacturer: T\nname: T\ndriver: venus\nentities:\n"
+     "  - id: a\n"
+     "    component: text\n"
+     "    field: slot1_start\n"
+     "    pattern: '^\\d\\d:\\d\\d$'\n",
+     {"9:14: entities[0].pattern: '\\d' means different things to Home Assistant and to "
+      "POSIX; write the characters out, e.g. [0-9] for \\d"}},
+    {"text: a field the driver cannot write",
+     "model: m\nmanufacturer: T\nname: T\ndriver: venus\nentities:\n"
+     "  - id: a\n"
+     "    component: text\n"
+     "    field: firmware\n",
+     {"8:12: entities[0].field: the venus driver cannot write field 'firmware'"}},
+    {"text: a number field",
+     "model: m\nmanufacturer: T\nname: T\ndriver: venus\nentities:\n"
+     "  - id: a\n"
+     "    component: text\n"
+     "    field: slot1_power\n",
+     {"6:5: entities[0]: a text entity needs a text field of the driver (it is written as text)"}},
+    {"text: no device class",
+     "model: m\nmanufacturer: T\nname: T\ndriver: venus\nentities:\n"
+     "  - id: a\n"
+     "    component: text\n"
+     "    field: slot1_start\n"
+     "    device_class: date\n",
+     {"9:19: entities[0].device_class: 'date' is not a device class of text in Home Assistant "
+      "2026.10"}},
     {"scale of zero",
      "  - id: a\n"
      "    register: {table: input, address: 0}\n"
@@ -439,7 +485,7 @@ static const struct rule_case rules[] = {
      "name: T\n"
      "driver: sunspec\n"
      "entities: []\n",
-     {"4:9: driver: expected one of modbus, smartmeter, hoymiles, got 'sunspec'"}},
+     {"4:9: driver: expected one of modbus, smartmeter, hoymiles, venus, got 'sunspec'"}},
     {"unknown top-level key and missing ones",
      "model: m\n"
      "driver: modbus\n"
@@ -536,6 +582,37 @@ static const struct expr_case expr_cases[] = {
      "    expr: b + a\n",
      "9:11: ", ": expressions refer to each other in a circle"},
 };
+
+// A text entity: a writable text field with the pattern commands must match.
+START_TEST(test_text_entity)
+{
+    struct model *m = load_text("model: m\nmanufacturer: T\nname: T\ndriver: venus\nentities:\n"
+                                "  - id: start\n"
+                                "    component: text\n"
+                                "    field: slot1_start\n"
+                                "    pattern: '^([01][0-9]|2[0-3]):[0-5][0-9]$'\n"
+                                "    category: config\n"
+                                "    write_interval: 2s\n"
+                                "  - id: days\n"
+                                "    component: text\n"
+                                "    field: slot1_weekdays\n");
+    if (!m)
+        dump_diag();
+    ck_assert_ptr_nonnull(m);
+    const struct entity *e = model_find(m, "start");
+    ck_assert_int_eq(e->component, COMP_TEXT);
+    ck_assert_str_eq(component_name(e->component), "text");
+    ck_assert(e->writable);
+    ck_assert(e->text);
+    ck_assert_int_eq(e->source, SRC_FIELD);
+    ck_assert_str_eq(e->pattern, "^([01][0-9]|2[0-3]):[0-5][0-9]$");
+    ck_assert(e->has_write_interval);
+    ck_assert_int_eq(e->write_interval_ms, 2000);
+    e = model_find(m, "days");
+    ck_assert_ptr_null(e->pattern);
+    ck_assert(e->writable);
+}
+END_TEST
 
 START_TEST(test_expr_errors)
 {
@@ -883,6 +960,7 @@ static Suite *model_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_loop_test(tc, test_rule, 0, N(rules));
     tcase_add_loop_test(tc, test_expr_errors, 0, N(expr_cases));
+    tcase_add_test(tc, test_text_entity);
     tcase_add_test(tc, test_reports_every_problem);
     tcase_add_test(tc, test_options_into_core_options);
     tcase_add_test(tc, test_fixture_meter);
