@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: MIT
 # The demo behind `make demo`: a private mosquitto on a free loopback port, simulated devices
 # (a SunSpec inverter and an Eastron SDM630 meter speaking real Modbus TCP, a PowerMeter plug,
-# a SmartMeter publishing over MQTT, a Hoymiles HMS-800W-2T DTU), and the daemon with
-# examples/demo.yaml. Ctrl-C stops everything.
+# a SmartMeter publishing over MQTT, a Hoymiles HMS-800W-2T DTU, a Marstek Venus E battery
+# behind its hame-relay on the broker), and the daemon with examples/demo.yaml. Ctrl-C stops
+# everything.
 #   tools/demo.sh BUILD_DIR            run until Ctrl-C
 #   tools/demo.sh BUILD_DIR --smoke N  run N seconds, check discovery and states, exit 0/1
 set -eu
@@ -15,7 +16,8 @@ bin=$build/src/energy2mqtt
 sim=$build/tests/sim/e2m-modbus-sim
 smsim=$build/tests/sim/e2m-smartmeter-sim
 hmsim=$build/tests/sim/e2m-hoymiles-sim
-for f in "$bin" "$sim" "$smsim" "$hmsim"; do
+vssim=$build/tests/sim/e2m-venus-sim
+for f in "$bin" "$sim" "$smsim" "$hmsim" "$vssim"; do
     [ -x "$f" ] || { echo "demo: $f is missing; build first (make demo does)" >&2; exit 1; }
 done
 mosquitto=$(command -v mosquitto || echo /usr/sbin/mosquitto)
@@ -58,22 +60,38 @@ wait_ready() { # file -> the port of its "ready tcp N [mqtt]" or "ready port=N" 
     exit 1
 }
 
-mqtt_port=$(free_port)
-printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n' "$mqtt_port" \
-    >"$work/mosquitto.conf"
-"$mosquitto" -c "$work/mosquitto.conf" >"$work/mosquitto.log" 2>&1 &
-pids="$pids $!"
 # The simulated SmartMeter connects to the broker at once (and, like the firmware, retries only
-# after a while): wait until the broker listens.
-i=0
-until (exec 3<>"/dev/tcp/127.0.0.1/$mqtt_port") 2>/dev/null; do
-    i=$((i + 1))
-    [ $i -lt 100 ] || { echo "demo: mosquitto did not start; see $work/mosquitto.log" >&2; exit 1; }
-    sleep 0.05
-done
+# after a while): wait until the broker listens. A port taken between the check and the bind
+# (another test's broker) makes mosquitto exit: then try another one. A loaded machine may need
+# a few seconds.
+start_broker() {
+    for attempt in 1 2 3; do
+        mqtt_port=$(free_port)
+        printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n' "$mqtt_port" \
+            >"$work/mosquitto.conf"
+        "$mosquitto" -c "$work/mosquitto.conf" >"$work/mosquitto.log" 2>&1 &
+        broker=$!
+        i=0
+        while [ $i -lt 300 ]; do
+            if (exec 3<>"/dev/tcp/127.0.0.1/$mqtt_port") 2>/dev/null; then
+                pids="$pids $broker"
+                return
+            fi
+            kill -0 "$broker" 2>/dev/null || break
+            sleep 0.05
+            i=$((i + 1))
+        done
+        kill "$broker" 2>/dev/null || true
+        wait "$broker" 2>/dev/null || true
+    done
+    echo "demo: mosquitto did not start; see $work/mosquitto.log" >&2
+    exit 1
+}
+start_broker
 
 # The simulators keep reading commands on stdin; a FIFO held open keeps it from closing.
-mkfifo "$work/inverter.ctl" "$work/meter.ctl" "$work/plug.ctl" "$work/house.ctl" "$work/dtu.ctl"
+mkfifo "$work/inverter.ctl" "$work/meter.ctl" "$work/plug.ctl" "$work/house.ctl" "$work/dtu.ctl" \
+    "$work/battery.ctl"
 "$sim" --profile sunspec --port 0 <"$work/inverter.ctl" >"$work/inverter.out" 2>&1 &
 pids="$pids $!"
 "$sim" --profile sdm630 --port 0 <"$work/meter.ctl" >"$work/meter.out" 2>&1 &
@@ -86,13 +104,18 @@ pids="$pids $!"
 # The DTU keeps the real 30 s guard and 5-minute cloud windows; it encrypts like V01.01.01.
 "$hmsim" --port 0 --encrypted --power 640 <"$work/dtu.ctl" >"$work/dtu.out" 2>"$work/dtu.err" &
 pids="$pids $!"
+# The Venus answers on the broker like hame-relay would for a real one.
+"$vssim" --mqtt "127.0.0.1:$mqtt_port" --type HMG-50 --mac 0123456789ab <"$work/battery.ctl" \
+    >"$work/battery.out" 2>"$work/battery.err" &
+pids="$pids $!"
 exec 7>"$work/inverter.ctl" 8>"$work/meter.ctl" 5>"$work/plug.ctl" 6>"$work/house.ctl" \
-    4>"$work/dtu.ctl"
+    4>"$work/dtu.ctl" 9>"$work/battery.ctl"
 E2M_DEMO_INVERTER_PORT=$(wait_ready "$work/inverter.out")
 E2M_DEMO_METER_PORT=$(wait_ready "$work/meter.out")
 E2M_DEMO_PLUG_PORT=$(wait_ready "$work/plug.out")
 wait_ready "$work/house.out" >/dev/null
 E2M_DEMO_DTU_PORT=$(wait_ready "$work/dtu.out")
+wait_ready "$work/battery.out" >/dev/null
 E2M_DEMO_MQTT_PORT=$mqtt_port
 E2M_DEMO_STATE_DIR=$work
 export E2M_DEMO_MQTT_PORT E2M_DEMO_INVERTER_PORT E2M_DEMO_METER_PORT E2M_DEMO_PLUG_PORT \
@@ -110,6 +133,8 @@ energy2mqtt demo
   house       simulated voelkerb SmartMeter publishing its own samples (MQTT mode)
   balcony     simulated Hoymiles HMS-800W-2T DTU, encrypted, TCP 127.0.0.1:$E2M_DEMO_DTU_PORT
               (real timing: one request per 31 s at most, so its data takes a moment)
+  home_battery simulated Marstek Venus E answering on hame_energy/HMG-50/.../0123456789ab/ctrl
+              as hame-relay would (one request at a time, a runtime poll every 10 s)
   config      examples/demo.yaml
 
 In another terminal:
@@ -120,6 +145,9 @@ In another terminal:
   a refused command:            $pub -t energy2mqtt/inverter/power_limit/set -m 150
   switch the plug off:          $pub -t energy2mqtt/plug/relay/set -m OFF
   limit the balcony to 50 %:    $pub -t energy2mqtt/balcony/power_limit/set -m 50
+  battery: charge slot 1 at 6:30: $pub -t energy2mqtt/home_battery/slot1_start/set -m 06:30
+  battery: manual mode:         $pub -t energy2mqtt/home_battery/working_mode/set -m Manual
+  the battery's own traffic:    $sub -v -t 'hame_energy/#'
   pretend Home Assistant
   restarted:                    $pub -t homeassistant/status -m online
   check discovery offline:      $bin discovery -c $top/examples/demo.yaml | $build/tests/ha/ha_validate -
@@ -148,7 +176,8 @@ live() {
         $1 ~ /plug/ { plug = "plug " num("power") " W" }
         $1 ~ /house/ { house = "house " num("power") " W" }
         $1 ~ /balcony/ { dtu = "balcony " num("ac_power") " W, limit " num("power_limit") " %" }
-        n && n % 3 == 0 && $1 ~ /inverter/ { printf "[demo] %s | %s | %s | %s | %s\n", inv, met, plug, house, dtu; fflush() }'
+        $1 ~ /home_battery/ { bat = "battery " num("battery_soc") " %, " num("ac_power") " W" }
+        n && n % 3 == 0 && $1 ~ /inverter/ { printf "[demo] %s | %s | %s | %s | %s | %s\n", inv, met, plug, house, dtu, bat; fflush() }'
 }
 
 if [ -z "$smoke" ]; then
@@ -180,11 +209,12 @@ plug=$(grep -c '^energy2mqtt/plug/state {.*"power":[0-9]' "$work/traffic.txt" ||
 house=$(grep -c '^energy2mqtt/house/state {.*"power":[0-9]' "$work/traffic.txt" || true)
 # The DTU's first exchange is AppInfo; its real-time data follows after the 31 s guard.
 dtu=$(grep -c '^energy2mqtt/balcony/state {.*"inverter_model":"HMS-800W-2T"' "$work/traffic.txt" || true)
+battery=$(grep -c '^energy2mqtt/home_battery/state {.*"battery_soc":[0-9]' "$work/traffic.txt" || true)
 echo "demo: $configs discovery configs; states: inverter $states, meter $meter, plug $plug," \
-    "house $house, balcony $dtu"
+    "house $house, balcony $dtu, battery $battery"
 grep -m1 '^energy2mqtt/inverter/state' "$work/traffic.txt" | cut -c1-160
-if [ "$configs" -ge 6 ] && [ "$states" -ge 2 ] && [ "$meter" -ge 2 ] && [ "$plug" -ge 2 ] &&
-    [ "$house" -ge 2 ] && [ "$dtu" -ge 1 ]; then
+if [ "$configs" -ge 7 ] && [ "$states" -ge 2 ] && [ "$meter" -ge 2 ] && [ "$plug" -ge 2 ] &&
+    [ "$house" -ge 2 ] && [ "$dtu" -ge 1 ] && [ "$battery" -ge 1 ]; then
     echo "demo: OK"
 else
     cat "$work/daemon.log"
