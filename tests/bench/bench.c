@@ -53,10 +53,11 @@
 #define SMOKE_BUDGET_S  20
 
 // The drivers, one device model each. The id of a device is its kind's letter and its index.
-enum kind { KIND_SDM, KIND_SUNSPEC, KIND_PM, KIND_HM, KIND_COUNT };
+enum kind { KIND_SDM, KIND_SUNSPEC, KIND_PM, KIND_HM, KIND_VENUS, KIND_COUNT };
 
-static const char kind_letter[KIND_COUNT] = {'m', 's', 'p', 'h'};
-static const char *const kind_name[KIND_COUNT] = {"sdm630", "sunspec", "powermeter", "hms-800w-2t"};
+static const char kind_letter[KIND_COUNT] = {'m', 's', 'p', 'h', 'v'};
+static const char *const kind_name[KIND_COUNT] = {"sdm630", "sunspec", "powermeter", "hms-800w-2t",
+                                                  "venus"};
 
 // One measurement in flight on a device: a freshness probe (SDM630: `set` + `mark`, then the
 // `served` line and the first state carrying the value) or a command (SunSpec: publish, then
@@ -413,6 +414,10 @@ static int wait_ready_file(const char *name, int timeout_ms)
             if (strncmp(line, "ready tcp ", 10) == 0 || strncmp(line, "ready port=", 11) == 0) {
                 fclose(f);
                 return atoi(line + (line[6] == 't' ? 10 : 11));
+            }
+            if (strncmp(line, "ready mqtt ", 11) == 0) { // on the broker: no port of its own
+                fclose(f);
+                return 0;
             }
         }
         if (f) {
@@ -800,10 +805,11 @@ static void msim_stop(struct msim *s)
     }
 }
 
-// The meters and DTUs: one process each, output to a file (nothing reads it while running).
+// The meters, DTUs and batteries: one process each, output to a file (nothing reads it while
+// running). The Venus simulators answer on the broker, as hame-relay does for a real one.
 static int other_sims_start(void)
 {
-    for (int k = KIND_PM; k <= KIND_HM; k++) {
+    for (int k = KIND_PM; k <= KIND_VENUS; k++) {
         for (int i = 0; i < bench.count[k]; i++) {
             struct device *d = &bench.devs[bench.first[k] + i];
             char path[1100], seed[16], name[32], log[64];
@@ -816,6 +822,13 @@ static int other_sims_start(void)
                 snprintf(path, sizeof(path), "%s/tests/sim/e2m-smartmeter-sim", bench.build);
                 char *argv[] = {path,     "--type", "powermeter", "--name", name,
                                 "--port", "0",      "--seed",     seed,     NULL};
+                pid = spawn(argv, -1, fd, fd);
+            } else if (k == KIND_VENUS) {
+                char mqtt[64], mac[16];
+                snprintf(path, sizeof(path), "%s/tests/sim/e2m-venus-sim", bench.build);
+                snprintf(mqtt, sizeof(mqtt), "127.0.0.1:%d", bench.broker_port);
+                snprintf(mac, sizeof(mac), "0000be%06x", i);
+                char *argv[] = {path, "--mqtt", mqtt, "--type", "HMG-50", "--mac", mac, NULL};
                 pid = spawn(argv, -1, fd, fd);
             } else {
                 // Real DTU timing (30 s guard); no cloud windows, see the note in the README.
@@ -833,13 +846,13 @@ static int other_sims_start(void)
             }
         }
     }
-    for (int k = KIND_PM; k <= KIND_HM; k++) {
+    for (int k = KIND_PM; k <= KIND_VENUS; k++) {
         for (int i = 0; i < bench.count[k]; i++) {
             struct device *d = &bench.devs[bench.first[k] + i];
             char log[64];
             snprintf(log, sizeof(log), "%s.out", d->id);
             d->port = wait_ready_file(log, 10000);
-            if (d->port <= 0) {
+            if (d->port < 0 || (d->port == 0 && k != KIND_VENUS)) {
                 say("the simulator of %s did not start; see %s/%s", d->id, bench.tmp, log);
                 return -1;
             }
@@ -898,11 +911,17 @@ static int config_write(const char *path)
             "  birth_delay: 0s\nstate_dir: %s\ndevices:\n",
             bench.broker_port, bench.tmp);
     static const char *const model[KIND_COUNT] = {"eastron/sdm630", "sunspec/inverter",
-                                                  "voelkerb/powermeter", "hoymiles/hms-2t"};
+                                                  "voelkerb/powermeter", "hoymiles/hms-2t",
+                                                  "marstek/venus"};
     for (int i = 0; i < bench.n_devs; i++) {
         const struct device *d = &bench.devs[i];
-        fprintf(f, "  - id: %s\n    model: %s\n    host: 127.0.0.1\n    port: %d\n", d->id,
-                model[d->kind], d->port);
+        fprintf(f, "  - id: %s\n    model: %s\n", d->id, model[d->kind]);
+        if (d->kind == KIND_VENUS) {
+            // The driver's defaults: runtime every 60 s, BMS and CT power every 5 minutes.
+            fprintf(f, "    type: HMG-50\n    mac: '0000be%06x'\n", d->index);
+            continue;
+        }
+        fprintf(f, "    host: 127.0.0.1\n    port: %d\n", d->port);
         if (d->kind == KIND_HM) {
             // The daemon's timing defaults (31 s gap, 35 s polls) except the cloud pause,
             // which would make the figures depend on the minute the benchmark starts.
@@ -1334,9 +1353,10 @@ static int report(const struct plan *p, struct results *r, const double *targets
         return 1;
     }
     char devices[160];
-    snprintf(devices, sizeof(devices), "%d devices: %d sdm630, %d sunspec, %d powermeter, %d hms",
-             r->total, p->count[KIND_SDM], p->count[KIND_SUNSPEC], p->count[KIND_PM],
-             p->count[KIND_HM]);
+    snprintf(devices, sizeof(devices),
+             "%d devices: %d sdm630, %d sunspec, %d powermeter, %d hms, %d venus", r->total,
+             p->count[KIND_SDM], p->count[KIND_SUNSPEC], p->count[KIND_PM], p->count[KIND_HM],
+             p->count[KIND_VENUS]);
     printf("\nscenario %s (%s)%s\n", p->name, devices, p->smoke ? ", smoke" : "");
     if (r->window_s > 0) {
         printf("  window %.1f s, %ld state messages\n", r->window_s, r->polls);
@@ -1602,7 +1622,7 @@ int main(int argc, char **argv)
     int rc = 0;
     if (smoke) {
         struct plan p = {.name = "small",
-                         .count = {1, 1, 1, 1},
+                         .count = {1, 1, 1, 1, 1},
                          .window_s = 1,
                          .smoke = true,
                          .sdm_tick_ms = 1000};
@@ -1610,18 +1630,19 @@ int main(int argc, char **argv)
     }
     if (want_small) {
         struct plan p = {.name = "small",
-                         .count = {1, 1, 1, 1},
+                         .count = {1, 1, 1, 1, 1},
                          .window_s = seconds ? seconds : 60,
                          .sdm_tick_ms = 1000};
         rc |= run(&p, small_targets);
     }
     if ((want_fleet || want_burst) && !bench.stop) {
         // `all` measures the burst on the same fleet run, after its window.
-        struct plan p = {.name = want_fleet ? "fleet" : "burst",
-                         .count = {950, 50, 50, 50}, // 1000 Modbus devices, 50 of each other driver
-                         .window_s = want_fleet ? (seconds ? seconds : 60) : 0,
-                         .burst = want_burst,
-                         .sdm_tick_ms = 5000};
+        struct plan p = {
+            .name = want_fleet ? "fleet" : "burst",
+            .count = {950, 50, 50, 50, 50}, // 1000 Modbus devices, 50 of each other driver
+            .window_s = want_fleet ? (seconds ? seconds : 60) : 0,
+            .burst = want_burst,
+            .sdm_tick_ms = 5000};
         rc |= run(&p, fleet_targets);
     }
     return rc;
