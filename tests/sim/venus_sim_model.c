@@ -512,7 +512,7 @@ bool vs_control(struct vs_device *d, const char *line, int64_t wall_ms, char *ou
             }
             p = &d->pins[d->n_pins++];
         }
-        snprintf(p->key, sizeof(p->key), "%s", a);
+        snprintf(p->key, sizeof(p->key), "%.23s", a); // key_ok() checked the length
         snprintf(p->value, sizeof(p->value), "%s", b);
         snprintf(out, n, "ok");
         return true;
@@ -532,7 +532,7 @@ bool vs_control(struct vs_device *d, const char *line, int64_t wall_ms, char *ou
         char reply[VS_REPLY_MAX], probe[40];
         runtime(d, wall_ms, reply, sizeof(reply), false);
         d->replies_built--;
-        snprintf(probe, sizeof(probe), ",%s=", a);
+        snprintf(probe, sizeof(probe), ",%.36s=", a);
         const char *p = strstr(reply, probe);
         if (got != 2 || !p) {
             snprintf(out, n, "err no key '%s' in the runtime reply", a);
