@@ -12,6 +12,8 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -298,6 +300,43 @@ START_TEST(test_refused_connection)
 }
 END_TEST
 
+// libmodbus waits with select(): a socket numbered FD_SETSIZE or above would abort the
+// process inside libmodbus. With every lower descriptor taken, the connection is refused with
+// the reason instead. The peer is a bare listening socket (the kernel completes the handshake),
+// so no libmodbus server has to take a high descriptor either.
+START_TEST(test_descriptor_beyond_select_refused)
+{
+    struct rlimit rl;
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_cur < FD_SETSIZE + 64) {
+        rl.rlim_cur = FD_SETSIZE + 64;
+        ck_assert_msg(setrlimit(RLIMIT_NOFILE, &rl) == 0, "cannot raise the descriptor limit");
+    }
+    int peer = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    ck_assert_int_eq(bind(peer, (struct sockaddr *)&a, sizeof(a)), 0);
+    ck_assert_int_eq(listen(peer, 4), 0);
+    getsockname(peer, (struct sockaddr *)&a, &len);
+
+    int *held = xcalloc(FD_SETSIZE, sizeof(int));
+    int n = 0, fd;
+    while ((fd = dup(0)) >= 0 && fd < FD_SETSIZE)
+        held[n++] = fd;
+    ck_assert_int_ge(fd, FD_SETSIZE);
+    close(fd);
+    struct inst x;
+    inst_open(&x, ntohs(a.sin_port), false);
+    ck_assert_int_eq(run(&x, read_job(T_HOLDING, 0, 1)), DRV_ERR_CONNECT);
+    ck_assert_msg(strstr(x.res->detail, "beyond libmodbus"), "%s", x.res->detail);
+    inst_close(&x);
+    while (n > 0)
+        close(held[--n]);
+    free(held);
+    close(peer);
+}
+END_TEST
+
 START_TEST(test_timeout_then_reconnect)
 {
     struct inst x;
@@ -460,6 +499,7 @@ int main(void)
     tcase_add_test(tc, test_write_function_multiple);
     tcase_add_test(tc, test_exception_keeps_connection);
     tcase_add_test(tc, test_refused_connection);
+    tcase_add_test(tc, test_descriptor_beyond_select_refused);
     tcase_add_test(tc, test_timeout_then_reconnect);
     tcase_add_test(tc, test_shared_bus);
     suite_add_tcase(s, tc);
