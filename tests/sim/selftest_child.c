@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -395,4 +396,73 @@ int selftest_run(const char *sim, char *const *names, int n, const struct selfte
         printf("PASS %s\n", selftest.scenario);
     }
     return 0;
+}
+
+// ---- a private broker ------------------------------------------------------------------------
+
+static pid_t broker_pid;
+static char broker_dir[64];
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0, "bind: %s", strerror(errno));
+    socklen_t len = sizeof(a);
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+void selftest_broker_stop(void)
+{
+    if (broker_pid > 0) {
+        kill(broker_pid, SIGTERM);
+        waitpid(broker_pid, NULL, 0);
+        broker_pid = 0;
+    }
+    if (broker_dir[0]) {
+        char path[128];
+        snprintf(path, sizeof(path), "%s/mosquitto.conf", broker_dir);
+        unlink(path);
+        rmdir(broker_dir);
+        broker_dir[0] = '\0';
+    }
+}
+
+int selftest_broker_start(const char *mosquitto)
+{
+    if (!mosquitto) {
+        fprintf(stderr, "scenario %s needs --mosquitto PATH\n", selftest.scenario);
+        exit(2);
+    }
+    char conf[128];
+    int port = free_port();
+    snprintf(broker_dir, sizeof(broker_dir), "/tmp/e2m-selftest-mq-XXXXXX");
+    CHECK(mkdtemp(broker_dir), "mkdtemp: %s", strerror(errno));
+    snprintf(conf, sizeof(conf), "%s/mosquitto.conf", broker_dir);
+    FILE *f = fopen(conf, "w");
+    CHECK(f, "write %s", conf);
+    fprintf(f, "listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\n",
+            port);
+    fclose(f);
+    broker_pid = fork();
+    CHECK(broker_pid >= 0, "fork");
+    if (broker_pid == 0) {
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, STDOUT_FILENO);
+        dup2(null, STDERR_FILENO);
+        execl(mosquitto, mosquitto, "-c", conf, (char *)NULL);
+        _exit(127);
+    }
+    int64_t deadline = now_ms() + 5000;
+    for (;;) {
+        int fd = selftest_tcp_connect(port);
+        if (fd >= 0) {
+            close(fd);
+            return port;
+        }
+        CHECK(now_ms() < deadline, "mosquitto did not start on port %d", port);
+        sleep_ms(50);
+    }
 }

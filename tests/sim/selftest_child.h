@@ -54,6 +54,13 @@ void sleep_ms(int64_t ms);
 // Connects a TCP socket to 127.0.0.1:port. Returns the descriptor, or -1 with errno set.
 int selftest_tcp_connect(int port);
 
+// A private mosquitto for simulators that talk MQTT: started on a free loopback port with its
+// configuration in a temporary directory; returns the port once it accepts connections, or
+// fails the scenario. A NULL path is a usage error: a message and exit status 2.
+int selftest_broker_start(const char *mosquitto);
+// Stops the broker and removes its directory; nothing when none runs (fits selftest.cleanup).
+void selftest_broker_stop(void);
+
 // Lines arriving on a descriptor (a pipe or a socket), buffered until the newline.
 struct line_stream {
     int fd;

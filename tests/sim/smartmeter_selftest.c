@@ -26,8 +26,6 @@
 #include <MQTTClient.h>
 #include <jansson.h>
 
-static pid_t broker_pid;
-static char broker_dir[64];
 static const char *mosquitto;
 
 // ---- The simulator process --------------------------------------------------------------
@@ -745,73 +743,6 @@ static void test_static(const char *sim)
 
 // ---- MQTT -------------------------------------------------------------------------------
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(a);
-    CHECK(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0, "bind: %s", strerror(errno));
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static void broker_stop(void)
-{
-    if (broker_pid > 0) {
-        kill(broker_pid, SIGTERM);
-        waitpid(broker_pid, NULL, 0);
-        broker_pid = 0;
-    }
-    if (broker_dir[0]) {
-        char path[128];
-        snprintf(path, sizeof(path), "%s/mosquitto.conf", broker_dir);
-        unlink(path);
-        rmdir(broker_dir);
-        broker_dir[0] = '\0';
-    }
-}
-
-// Starts mosquitto on a free loopback port and waits until it accepts connections. Without
-// --mosquitto the scenario cannot run: that is a usage error (exit status 2), not a failure.
-static int broker_start(void)
-{
-    if (!mosquitto) {
-        fprintf(stderr, "scenario %s needs --mosquitto PATH\n", selftest.scenario);
-        exit(2);
-    }
-    char conf[128];
-    int port = free_port();
-    snprintf(broker_dir, sizeof(broker_dir), "/tmp/e2m-smsim-mq-XXXXXX");
-    CHECK(mkdtemp(broker_dir), "mkdtemp: %s", strerror(errno));
-    snprintf(conf, sizeof(conf), "%s/mosquitto.conf", broker_dir);
-    FILE *f = fopen(conf, "w");
-    CHECK(f, "write %s", conf);
-    fprintf(f, "listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\n",
-            port);
-    fclose(f);
-    broker_pid = fork();
-    CHECK(broker_pid >= 0, "fork");
-    if (broker_pid == 0) {
-        int null = open("/dev/null", O_RDWR);
-        dup2(null, STDOUT_FILENO);
-        dup2(null, STDERR_FILENO);
-        execl(mosquitto, mosquitto, "-c", conf, (char *)NULL);
-        _exit(127);
-    }
-    int64_t deadline = now_ms() + 5000;
-    for (;;) {
-        int fd = selftest_tcp_connect(port);
-        if (fd >= 0) {
-            close(fd);
-            return port;
-        }
-        CHECK(now_ms() < deadline, "mosquitto did not start on port %d", port);
-        sleep_ms(50);
-    }
-}
-
 static MQTTClient mq_connect(int port, const char *id)
 {
     char uri[64];
@@ -881,7 +812,7 @@ static void test_mqtt_pm(const char *sim)
 {
     struct child ch;
     char mqtt[64], payload[4096], line[SELFTEST_LINE_MAX];
-    int bport = broker_start();
+    int bport = selftest_broker_start(mosquitto);
     snprintf(mqtt, sizeof(mqtt), "127.0.0.1:%d", bport);
     const char *args[] = {"--type",     "powermeter", "--name", "pmq", "--mqtt", mqtt,
                           "--interval", "0.5",        "--tick", "200", NULL};
@@ -953,14 +884,14 @@ static void test_mqtt_pm(const char *sim)
 
     mq_close(&m);
     child_stop(&ch);
-    broker_stop();
+    selftest_broker_stop();
 }
 
 static void test_mqtt_pm1(const char *sim)
 {
     struct child ch;
     char mqtt[64];
-    int bport = broker_start();
+    int bport = selftest_broker_start(mosquitto);
     snprintf(mqtt, sizeof(mqtt), "127.0.0.1:%d", bport);
     const char *args[] = {"--type", "powermeter", "--firmware", "1",   "--name", "pm1",
                           "--mqtt", mqtt,         "--interval", "0.5", NULL};
@@ -975,14 +906,14 @@ static void test_mqtt_pm1(const char *sim)
     json_decref(s);
     mq_close(&m);
     child_stop(&ch);
-    broker_stop();
+    selftest_broker_stop();
 }
 
 static void test_mqtt_sm(const char *sim)
 {
     struct child ch;
     char mqtt[64], payload[4096];
-    int bport = broker_start();
+    int bport = selftest_broker_start(mosquitto);
     snprintf(mqtt, sizeof(mqtt), "127.0.0.1:%d", bport);
     const char *args[] = {"--type",     "smartmeter", "--name", "smq", "--mqtt", mqtt,
                           "--interval", "0.5",        "--tick", "200", NULL};
@@ -1027,7 +958,7 @@ static void test_mqtt_sm(const char *sim)
     CHECK(!child_saw(&ch, "relay", 100), "SmartMeter printed a relay line");
     mq_close(&m);
     child_stop(&ch);
-    broker_stop();
+    selftest_broker_stop();
 }
 
 // ---- Main -------------------------------------------------------------------------------
@@ -1063,7 +994,7 @@ int main(int argc, char **argv)
     // The simulator prints a line for every command a client sends, most of which no scenario
     // asks for: keep the newest ones.
     selftest.backlog_max = 256;
-    selftest.cleanup = broker_stop;
+    selftest.cleanup = selftest_broker_stop;
     return selftest_run(argv[a], &argv[a + 1], argc - a - 1, scenarios,
                         sizeof(scenarios) / sizeof(scenarios[0]));
 }

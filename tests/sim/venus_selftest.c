@@ -27,71 +27,7 @@
 #define M_APP  "marstek_energy/VNSE3-0/App/0123456789ab/ctrl"
 #define M_DEV  "marstek_energy/VNSE3-0/device/0123456789ab/ctrl"
 
-static pid_t broker_pid;
-static char broker_dir[64];
 static const char *mosquitto;
-
-// ---- broker -----------------------------------------------------------------------------------
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0, "bind: %s", strerror(errno));
-    socklen_t len = sizeof(a);
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static void broker_stop(void)
-{
-    if (broker_pid > 0) {
-        kill(broker_pid, SIGTERM);
-        waitpid(broker_pid, NULL, 0);
-        broker_pid = 0;
-    }
-    if (broker_dir[0]) {
-        char path[128];
-        snprintf(path, sizeof(path), "%s/mosquitto.conf", broker_dir);
-        unlink(path);
-        rmdir(broker_dir);
-        broker_dir[0] = '\0';
-    }
-}
-
-static int broker_start(void)
-{
-    char conf[128];
-    int port = free_port();
-    snprintf(broker_dir, sizeof(broker_dir), "/tmp/e2m-vssim-mq-XXXXXX");
-    CHECK(mkdtemp(broker_dir), "mkdtemp: %s", strerror(errno));
-    snprintf(conf, sizeof(conf), "%s/mosquitto.conf", broker_dir);
-    FILE *f = fopen(conf, "w");
-    CHECK(f, "write %s", conf);
-    fprintf(f, "listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\n",
-            port);
-    fclose(f);
-    broker_pid = fork();
-    CHECK(broker_pid >= 0, "fork");
-    if (broker_pid == 0) {
-        int null = open("/dev/null", O_RDWR);
-        dup2(null, STDOUT_FILENO);
-        dup2(null, STDERR_FILENO);
-        execl(mosquitto, mosquitto, "-c", conf, (char *)NULL);
-        _exit(127);
-    }
-    int64_t deadline = now_ms() + 5000;
-    for (;;) {
-        int fd = selftest_tcp_connect(port);
-        if (fd >= 0) {
-            close(fd);
-            return port;
-        }
-        CHECK(now_ms() < deadline, "mosquitto did not start on port %d", port);
-        sleep_ms(50);
-    }
-}
 
 // ---- the relay's client side ------------------------------------------------------------------
 
@@ -205,7 +141,7 @@ static const char *const runtime_keys[] = {
 static void test_reads(const char *sim)
 {
     struct child ch;
-    int port = broker_start();
+    int port = selftest_broker_start(mosquitto);
     const char *extra[] = {"--static", NULL};
     sim_start(&ch, sim, port, extra);
     MQTTClient m = mq_connect(port);
@@ -243,7 +179,7 @@ static void test_reads(const char *sim)
           "a static device changed: %s %s", val(r, "tot_i"), val(r, "grd_o"));
     mq_close(&m);
     child_stop(&ch);
-    broker_stop();
+    selftest_broker_stop();
 }
 
 // Writes: ret=1 and reflected in the next runtime reply; refused values ret=0 and unchanged;
@@ -251,7 +187,7 @@ static void test_reads(const char *sim)
 static void test_writes(const char *sim)
 {
     struct child ch;
-    int port = broker_start();
+    int port = selftest_broker_start(mosquitto);
     const char *extra[] = {"--static", NULL};
     sim_start(&ch, sim, port, extra);
     MQTTClient m = mq_connect(port);
@@ -317,14 +253,14 @@ static void test_writes(const char *sim)
     CHECK(strstr(stats, "\"forbidden\":1") && strstr(stats, "\"refused\":11"), "stats %s", stats);
     mq_close(&m);
     child_stop(&ch);
-    broker_stop();
+    selftest_broker_stop();
 }
 
 // A firmware counting months from 0 takes mm=5 as June.
 static void test_month_base(const char *sim)
 {
     struct child ch;
-    int port = broker_start();
+    int port = selftest_broker_start(mosquitto);
     const char *extra[] = {"--static", "--month-base", "0", NULL};
     sim_start(&ch, sim, port, extra);
     MQTTClient m = mq_connect(port);
@@ -335,7 +271,7 @@ static void test_month_base(const char *sim)
     CHECK(strncmp(r, "cd=4,2026-5-14 6:7:", 19) == 0, "0-based echo %s", r);
     mq_close(&m);
     child_stop(&ch);
-    broker_stop();
+    selftest_broker_stop();
 }
 
 // The relay's window: two requests back to back get one answer (the second is carried out
@@ -343,7 +279,7 @@ static void test_month_base(const char *sim)
 static void test_relay(const char *sim)
 {
     struct child ch;
-    int port = broker_start();
+    int port = selftest_broker_start(mosquitto);
     const char *extra[] = {"--static", "--delay", "300", NULL};
     sim_start(&ch, sim, port, extra);
     MQTTClient m = mq_connect(port);
@@ -372,7 +308,7 @@ static void test_relay(const char *sim)
     CHECK(strstr(stats, "\"silent\":1") && strstr(stats, "\"replies\":2"), "stats %s", stats);
     mq_close(&m);
     child_stop(&ch);
-    broker_stop();
+    selftest_broker_stop();
 }
 
 // Quirks: a negative mcp_w, a counter missing its last digit, an unknown set_v, dod 0; each for
@@ -380,7 +316,7 @@ static void test_relay(const char *sim)
 static void test_quirks(const char *sim)
 {
     struct child ch;
-    int port = broker_start();
+    int port = selftest_broker_start(mosquitto);
     const char *extra[] = {"--tick", "100", NULL};
     sim_start(&ch, sim, port, extra);
     MQTTClient m = mq_connect(port);
@@ -430,7 +366,7 @@ static void test_quirks(const char *sim)
     child_expect(&ch, "err usage: silent", 1000, line);
     mq_close(&m);
     child_stop(&ch);
-    broker_stop();
+    selftest_broker_stop();
 }
 
 // ---- main -------------------------------------------------------------------------------------
@@ -460,7 +396,7 @@ int main(int argc, char **argv)
         return 2;
     }
     selftest.backlog_max = 256;
-    selftest.cleanup = broker_stop;
+    selftest.cleanup = selftest_broker_stop;
     return selftest_run(argv[a], &argv[a + 1], argc - a - 1, scenarios,
                         sizeof(scenarios) / sizeof(scenarios[0]));
 }
