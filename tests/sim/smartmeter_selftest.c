@@ -6,6 +6,7 @@
 // Each scenario starts its own simulator (and broker), ends it with SIGTERM and requires exit
 // status 0, so every run also checks the clean shutdown. Exit status: 0 pass, 1 fail, 2 usage.
 #include "selftest_child.h"
+#include "selftest_mqtt.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -743,33 +744,6 @@ static void test_static(const char *sim)
 
 // ---- MQTT -------------------------------------------------------------------------------
 
-static MQTTClient mq_connect(int port, const char *id)
-{
-    char uri[64];
-    MQTTClient m;
-    snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", port);
-    CHECK(MQTTClient_create(&m, uri, id, MQTTCLIENT_PERSISTENCE_NONE, NULL) == MQTTCLIENT_SUCCESS,
-          "MQTTClient_create");
-    MQTTClient_connectOptions o = MQTTClient_connectOptions_initializer;
-    o.cleansession = 1;
-    CHECK(MQTTClient_connect(m, &o) == MQTTCLIENT_SUCCESS, "test client cannot connect");
-    CHECK(MQTTClient_subscribe(m, "powermeter/#", 0) == MQTTCLIENT_SUCCESS, "subscribe");
-    return m;
-}
-
-static void mq_close(MQTTClient *m)
-{
-    MQTTClient_disconnect(*m, 200);
-    MQTTClient_destroy(m);
-}
-
-static void mq_publish(MQTTClient m, const char *topic, const char *payload)
-{
-    CHECK(MQTTClient_publish(m, topic, (int)strlen(payload), payload, 0, 0, NULL) ==
-              MQTTCLIENT_SUCCESS,
-          "publish %s", topic);
-}
-
 // Waits for the next message on `topic` and copies its payload; other messages are dropped.
 static bool mq_wait(MQTTClient m, const char *topic, int timeout_ms, char *out, size_t n)
 {
@@ -817,7 +791,7 @@ static void test_mqtt_pm(const char *sim)
     const char *args[] = {"--type",     "powermeter", "--name", "pmq", "--mqtt", mqtt,
                           "--interval", "0.5",        "--tick", "200", NULL};
     sim_start(&ch, sim, args, true);
-    MQTTClient m = mq_connect(bport, "selftest");
+    MQTTClient m = mq_connect(bport, "selftest", "powermeter/#");
 
     CHECK(mq_wait(m, "powermeter/pmq/state/switch", 2000, payload, sizeof(payload)) &&
               strcmp(payload, "true") == 0,
@@ -841,7 +815,7 @@ static void test_mqtt_pm(const char *sim)
     s = mq_json(m, "powermeter/pmq/state/sample");
     CHECK(num(s, "power") == 0 && json_is_false(json_object_get(s, "inUse")), "sample when off");
     json_decref(s);
-    MQTTClient late = mq_connect(bport, "selftest-late");
+    MQTTClient late = mq_connect(bport, "selftest-late", "powermeter/#");
     CHECK(mq_wait(late, "powermeter/pmq/state/switch", 2000, payload, sizeof(payload)) &&
               strcmp(payload, "false") == 0,
           "retained state/switch for a new subscriber '%s'", payload);
@@ -896,7 +870,7 @@ static void test_mqtt_pm1(const char *sim)
     const char *args[] = {"--type", "powermeter", "--firmware", "1",   "--name", "pm1",
                           "--mqtt", mqtt,         "--interval", "0.5", NULL};
     sim_start(&ch, sim, args, true);
-    MQTTClient m = mq_connect(bport, "selftest");
+    MQTTClient m = mq_connect(bport, "selftest", "powermeter/#");
     json_t *s = mq_json(m, "powermeter/pm1/state/sample");
     double wh = sim_num(&ch, "energy");
     CHECK(fabs(num(s, "energy") * 1000 - wh) < 20, "fw 1 energy %f kWh vs %f Wh", num(s, "energy"),
@@ -918,7 +892,7 @@ static void test_mqtt_sm(const char *sim)
     const char *args[] = {"--type",     "smartmeter", "--name", "smq", "--mqtt", mqtt,
                           "--interval", "0.5",        "--tick", "200", NULL};
     sim_start(&ch, sim, args, true);
-    MQTTClient m = mq_connect(bport, "selftest");
+    MQTTClient m = mq_connect(bport, "selftest", "powermeter/#");
     child_cmd(&ch, "set power 100 200 300");
     child_cmd(&ch, "set voltage 230");
     // The first sample may predate the set; the second cannot.

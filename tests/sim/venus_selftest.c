@@ -6,6 +6,7 @@
 // Each scenario starts its own broker and simulator, ends the simulator with SIGTERM and
 // requires exit status 0. Exit status: 0 pass, 1 fail, 2 usage.
 #include "selftest_child.h"
+#include "selftest_mqtt.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -31,32 +32,10 @@ static const char *mosquitto;
 
 // ---- the relay's client side ------------------------------------------------------------------
 
-static MQTTClient mq_connect(int port)
+// The app's side of the relay: a client that reads every device topic of the test battery.
+static MQTTClient app_connect(int port)
 {
-    char uri[64];
-    MQTTClient m;
-    snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", port);
-    CHECK(MQTTClient_create(&m, uri, "venus-selftest", MQTTCLIENT_PERSISTENCE_NONE, NULL) ==
-              MQTTCLIENT_SUCCESS,
-          "MQTTClient_create");
-    MQTTClient_connectOptions o = MQTTClient_connectOptions_initializer;
-    o.cleansession = 1;
-    CHECK(MQTTClient_connect(m, &o) == MQTTCLIENT_SUCCESS, "test client cannot connect");
-    CHECK(MQTTClient_subscribe(m, "+/VNSE3-0/device/#", 0) == MQTTCLIENT_SUCCESS, "subscribe");
-    return m;
-}
-
-static void mq_close(MQTTClient *m)
-{
-    MQTTClient_disconnect(*m, 200);
-    MQTTClient_destroy(m);
-}
-
-static void mq_publish(MQTTClient m, const char *topic, const char *payload)
-{
-    CHECK(MQTTClient_publish(m, topic, (int)strlen(payload), payload, 0, 0, NULL) ==
-              MQTTCLIENT_SUCCESS,
-          "publish %s", topic);
+    return mq_connect(port, "venus-selftest", "+/VNSE3-0/device/#");
 }
 
 // The next message on any device topic within `timeout_ms` (scaled): its topic and payload.
@@ -144,7 +123,7 @@ static void test_reads(const char *sim)
     int port = selftest_broker_start(mosquitto);
     const char *extra[] = {"--static", NULL};
     sim_start(&ch, sim, port, extra);
-    MQTTClient m = mq_connect(port);
+    MQTTClient m = app_connect(port);
     char line[SELFTEST_LINE_MAX];
 
     const char *r = ask(m, "cd=1");
@@ -190,7 +169,7 @@ static void test_writes(const char *sim)
     int port = selftest_broker_start(mosquitto);
     const char *extra[] = {"--static", NULL};
     sim_start(&ch, sim, port, extra);
-    MQTTClient m = mq_connect(port);
+    MQTTClient m = app_connect(port);
     char line[SELFTEST_LINE_MAX];
 
     CHECK(strcmp(ask(m, "cd=16,cp=1200"), "cd=16,ret=1") == 0, "cd=16 ack");
@@ -263,7 +242,7 @@ static void test_month_base(const char *sim)
     int port = selftest_broker_start(mosquitto);
     const char *extra[] = {"--static", "--month-base", "0", NULL};
     sim_start(&ch, sim, port, extra);
-    MQTTClient m = mq_connect(port);
+    MQTTClient m = app_connect(port);
     const char *r = ask(m, "cd=4,yy=2026,mm=5,rr=14,hh=6,mn=7");
     CHECK(strncmp(r, "cd=4,2026-6-14 6:7:", 19) == 0, "0-based echo %s", r);
     sleep_ms(1100);
@@ -282,7 +261,7 @@ static void test_relay(const char *sim)
     int port = selftest_broker_start(mosquitto);
     const char *extra[] = {"--static", "--delay", "300", NULL};
     sim_start(&ch, sim, port, extra);
-    MQTTClient m = mq_connect(port);
+    MQTTClient m = app_connect(port);
     char line[SELFTEST_LINE_MAX], topic[256], reply[4096];
 
     mq_publish(m, APP, "cd=1");
@@ -319,7 +298,7 @@ static void test_quirks(const char *sim)
     int port = selftest_broker_start(mosquitto);
     const char *extra[] = {"--tick", "100", NULL};
     sim_start(&ch, sim, port, extra);
-    MQTTClient m = mq_connect(port);
+    MQTTClient m = app_connect(port);
 
     child_cmd(&ch, "quirk mcp 2");
     child_cmd(&ch, "quirk digit 1");
