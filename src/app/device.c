@@ -380,6 +380,14 @@ static void store_raw(struct device *d, size_t i, double raw, int sf, int64_t no
 {
     const struct entity *e = &d->model->entities[i];
     struct state *st = &d->state;
+    if (e->n_bits) {
+        char text[256];
+        if (entity_bits_text(e, raw, text, sizeof(text)) < 0)
+            state_set_unknown(st, i, now);
+        else
+            state_set_text(st, i, text, now);
+        return;
+    }
     if (e->map) {
         const char *label = entity_label(e, raw);
         if (label)
@@ -425,10 +433,10 @@ static void store_raw(struct device *d, size_t i, double raw, int sf, int64_t no
     state_set_number(st, i, v, now);
 }
 
-static void decode_register_entity(struct device *d, size_t i, int64_t now)
+// Decodes entity i from its registers at `r` (NULL: unknown).
+static void decode_entity_at(struct device *d, size_t i, const uint16_t *r, int64_t now)
 {
     const struct entity *e = &d->model->entities[i];
-    const uint16_t *r = regs_at(d, d->bind[i].group, d->bind[i].offset);
     int sf;
     if (!r || !entity_sf(d, i, &sf)) {
         state_set_unknown(&d->state, i, now);
@@ -446,6 +454,11 @@ static void decode_register_entity(struct device *d, size_t i, int64_t now)
         return;
     }
     store_raw(d, i, raw, sf, now);
+}
+
+static void decode_register_entity(struct device *d, size_t i, int64_t now)
+{
+    decode_entity_at(d, i, regs_at(d, d->bind[i].group, d->bind[i].offset), now);
 }
 
 static void eval_exprs(struct device *d, int64_t now)
@@ -678,6 +691,9 @@ static int build_write(struct device *d, size_t i)
         j->bit = r->fmt.bit;
         j->bit_on = w->raw != 0;
         j->bit_format = r->fmt;
+    } else if (e->component == COMP_TEXT) {
+        j->count = r->fmt.words;
+        return regmap_encode_text(&r->fmt, control_of(d, i)->sent.text, j->regs);
     } else {
         j->count = r->fmt.words;
         return regmap_encode(&r->fmt, w->raw, j->regs);
@@ -998,6 +1014,13 @@ int device_command(struct device *d, const struct entity *e, const struct comman
                      regmap_type_name((e->has_write ? &e->write : &e->reg)->fmt.type));
             return -ERANGE;
         }
+    } else if (e->component == COMP_TEXT && e->source == SRC_REGISTER) {
+        uint16_t regs[DRV_MAX_WRITE];
+        if (regmap_encode_text(&e->reg.fmt, cv->text, regs) < 0) {
+            snprintf(why, why_size, "'%s' does not fit the %s register", cv->text,
+                     regmap_type_name(e->reg.fmt.type));
+            return -ERANGE;
+        }
     } else if (!e->action && (e->has_write || e->source == SRC_REGISTER)) {
         const struct reg_ref *r = e->has_write ? &e->write : &e->reg;
         uint16_t regs[DRV_MAX_WRITE];
@@ -1210,6 +1233,48 @@ void drv_unknown(struct drv_ctx *c, uint16_t field)
     field_value(c->d, field, NULL, NULL, false);
 }
 
+void drv_registers(struct drv_ctx *c, uint8_t table, uint32_t start, uint16_t count,
+                   const uint16_t *regs)
+{
+    struct device *d = c->d;
+    if (table >= d->drv->n_tables || count == 0 || !regs)
+        return;
+    uint32_t end = start + count;
+    const struct drv_job *j = &d->job;
+    if (d->busy && !d->done_pending && j->type == DRV_JOB_READ && j->table == table &&
+        j->address >= start && j->address + j->count <= end) {
+        memcpy(d->res->regs, regs + (j->address - start), sizeof(uint16_t) * j->count);
+        d->res->count = j->count;
+    }
+    // Every block of the plan the values overlap keeps them; a block they cover entirely is
+    // as good as read.
+    for (size_t g = 0; g < d->n_groups; g++) {
+        struct group *b = &d->groups[g];
+        uint32_t lo = b->start > start ? b->start : start;
+        uint32_t hi = b->start + b->count < end ? b->start + b->count : end;
+        if (b->table != table || lo >= hi)
+            continue;
+        memcpy(b->data + (lo - b->start), regs + (lo - start), sizeof(uint16_t) * (hi - lo));
+        if (start <= b->start && b->start + b->count <= end)
+            b->valid = true;
+    }
+    // Entities whose registers all arrived are decoded from them; one whose scale factor is
+    // not known yet waits for its block.
+    int64_t wall = loop_wall(d->loop);
+    for (size_t i = 0; i < d->model->n_entities; i++) {
+        const struct entity *e = &d->model->entities[i];
+        if (!d->active[i] || e->source != SRC_REGISTER || e->reg.table != table ||
+            e->reg.address < start || e->reg.address + e->reg.fmt.words > end)
+            continue;
+        int sf;
+        if (!entity_sf(d, i, &sf))
+            continue;
+        decode_entity_at(d, i, regs + (e->reg.address - start), wall);
+    }
+    d->exprs_stale = true;
+    poke(d);
+}
+
 void drv_poll_first(struct drv_ctx *c, uint8_t group)
 {
     struct device *d = c->d;
@@ -1217,6 +1282,16 @@ void drv_poll_first(struct drv_ctx *c, uint8_t group)
     if (g < 0 || !d->sched)
         return;
     sched_poll_first(d->sched, (uint32_t)g);
+    poke(d);
+}
+
+void drv_poll_all(struct drv_ctx *c)
+{
+    struct device *d = c->d;
+    if (!d->sched)
+        return;
+    for (size_t g = 0; g < d->n_groups; g++)
+        sched_poll_first(d->sched, (uint32_t)g);
     poke(d);
 }
 

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 // Timing options without a default here take the driver's value (struct drv_timing).
@@ -186,6 +187,44 @@ const char *entity_label(const struct entity *e, double raw)
         if ((double)e->map[i].raw == raw)
             return e->map[i].label;
     return NULL;
+}
+
+int entity_bits_text(const struct entity *e, double raw, char *out, size_t n)
+{
+    if (n == 0)
+        return -EINVAL;
+    out[0] = '\0';
+    if (!(raw >= 0 && raw <= 9007199254740992.0) || raw != floor(raw))
+        return -ERANGE;
+    const char *whole = entity_label(e, raw);
+    if (whole) {
+        snprintf(out, n, "%s", whole);
+        return 0;
+    }
+    uint64_t v = (uint64_t)raw;
+    size_t len = 0;
+    for (int bit = 0; bit < 64 && v; bit++) {
+        if (!(v >> bit & 1))
+            continue;
+        char own[16];
+        const char *label = NULL;
+        for (size_t i = 0; i < e->n_bits && !label; i++)
+            if (e->bits[i].raw == bit)
+                label = e->bits[i].label;
+        if (!label) {
+            snprintf(own, sizeof(own), "bit %d", bit);
+            label = own;
+        }
+        v &= ~(UINT64_C(1) << bit);
+        // Keep room for ", ..." while more bits follow.
+        size_t need = strlen(label) + (len ? 2 : 0), reserve = v ? 5 : 0;
+        if (need + reserve > n - 1 - len) {
+            snprintf(out + len, n - len, "%s...", len ? ", " : "");
+            return 0;
+        }
+        len += (size_t)snprintf(out + len, n - len, "%s%s", len ? ", " : "", label);
+    }
+    return 0;
 }
 
 int entity_label_raw(const struct entity *e, const char *label, double *raw)

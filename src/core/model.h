@@ -72,6 +72,10 @@ struct entity {
     int precision;         // decimals published, -1 = automatic (see entity_value)
     const struct enum_entry *map;
     size_t n_map;
+    // Sensors: a label per bit number (`raw` is the bit). The state is the labels of the set
+    // bits, joined (`map` may name whole values first, such as 0).
+    const struct enum_entry *bits;
+    size_t n_bits;
     const char *unit, *device_class, *state_class, *category, *icon;
     bool enabled_by_default;
     bool internal;       // read and usable in expressions, never published
@@ -148,6 +152,11 @@ double entity_value(const struct entity *e, double raw, int sf);
 int entity_raw(const struct entity *e, double value, int sf, double *raw);
 // The label for a raw value of a mapped entity, or NULL when the map has none.
 const char *entity_label(const struct entity *e, double raw);
+// The text of a `bits` entity for a raw value: the map's label for the whole value when it has
+// one, else the labels of the set bits in bit order joined by ", " ("bit N" for a bit without
+// a label; "" when none is set), cut to fit `n` with "...". Returns -ERANGE (and "") for a
+// value that is not a whole number from 0 to 2^53.
+int entity_bits_text(const struct entity *e, double raw, char *out, size_t n);
 // The raw value for a label; -ENOENT when the map has none.
 int entity_label_raw(const struct entity *e, const char *label, double *raw);
 // Rounds to the entity's precision (no-op when precision < 0).

@@ -172,8 +172,8 @@ static int read_reg(struct loader *L, const struct node *n, const char *path, st
     const struct node *tnode = node_get(n, "type");
     if (rd_str(r, n, path, "type", &tyname) > 0 && regmap_type_parse(tyname, &type) < 0) {
         diag_at(r->d, r->file, tnode, rd_key(r, path, "type"),
-                "expected u16, s16, u32, s32, u64, s64, float32, float64, u8, s8, bool or "
-                "string, got '%s'",
+                "expected u16, s16, u32, s32, u64, s64, float32, float64, u8, s8, bool, "
+                "string or time_hm, got '%s'",
                 tyname);
         return -1;
     }
@@ -238,40 +238,13 @@ static int read_reg(struct loader *L, const struct node *n, const char *path, st
 
 // ---- entities -------------------------------------------------------------------------------
 
-static const char *const entity_keys[] = {"id",
-                                          "name",
-                                          "component",
-                                          "register",
-                                          "field",
-                                          "expr",
-                                          "scale",
-                                          "offset",
-                                          "scale_factor",
-                                          "precision",
-                                          "unit",
-                                          "device_class",
-                                          "state_class",
-                                          "category",
-                                          "enabled",
-                                          "icon",
-                                          "map",
-                                          "interval",
-                                          "counter",
-                                          "max_rate",
-                                          "internal",
-                                          "min",
-                                          "max",
-                                          "step",
-                                          "mode",
-                                          "on_value",
-                                          "off_value",
-                                          "press",
-                                          "action",
-                                          "write",
-                                          "write_interval",
-                                          "deadband",
-                                          "pattern",
-                                          NULL};
+static const char *const entity_keys[] = {
+    "id",          "name",           "component",    "register",  "field", "expr",
+    "scale",       "offset",         "scale_factor", "precision", "unit",  "device_class",
+    "state_class", "category",       "enabled",      "icon",      "map",   "bits",
+    "interval",    "counter",        "max_rate",     "internal",  "min",   "max",
+    "step",        "mode",           "on_value",     "off_value", "press", "action",
+    "write",       "write_interval", "deadband",     "pattern",   NULL};
 
 static const char *const component_names[] = {"sensor", "binary_sensor", "number", "select",
                                               "switch", "button",        "text",   NULL};
@@ -294,6 +267,7 @@ static const struct key_scope scopes[] = {
     {"action", C(COMP_BUTTON)},
     {"write", C(COMP_NUMBER) | C(COMP_SELECT) | C(COMP_SWITCH) | C(COMP_BUTTON)},
     {"map", C(COMP_SENSOR) | C(COMP_SELECT)},
+    {"bits", C(COMP_SENSOR)},
     {"state_class", C(COMP_SENSOR)},
     {"counter", C(COMP_SENSOR)},
     {"max_rate", C(COMP_SENSOR)},
@@ -359,6 +333,44 @@ static void read_map(struct loader *L, struct entity *e, const struct node *n, c
             map[e->n_map++] = (struct enum_entry){raw, label};
     }
     e->map = map;
+}
+
+// `bits`: bit number -> label, for a sensor showing which bits of a value are set.
+static void read_bits(struct loader *L, struct entity *e, const struct node *n, const char *path)
+{
+    struct reader *r = &L->r;
+    if (!rd_is_map(r, n, path))
+        return;
+    if (n->n == 0) {
+        diag_at(r->d, r->file, n, path, "expected at least one bit: label pair");
+        return;
+    }
+    struct enum_entry *bits = arena_alloc(r->a, n->n * sizeof(*bits));
+    for (size_t i = 0; i < n->n; i++) {
+        const char *kp = rd_key(r, path, n->keys[i]->str);
+        long long bit;
+        if (!node_parse_int(n->keys[i]->str, &bit) || bit < 0 || bit > 63) {
+            diag_at(r->d, r->file, n->keys[i], kp, "expected a bit number from 0 to 63 as the key");
+            continue;
+        }
+        const char *label = NULL;
+        int got = rd_v_str(r, n->items[i], kp, &label);
+        if (got <= 0 || !*label) {
+            if (got >= 0)
+                diag_at(r->d, r->file, n->items[i], kp, "expected a non-empty label");
+            continue;
+        }
+        for (size_t k = 0; k < e->n_bits; k++) {
+            if (bits[k].raw == bit) {
+                diag_at(r->d, r->file, n->keys[i], kp, "bit %lld is given twice", bit);
+                label = NULL;
+                break;
+            }
+        }
+        if (label)
+            bits[e->n_bits++] = (struct enum_entry){bit, label};
+    }
+    e->bits = bits;
 }
 
 // `before`: the diagnostics count when this entity began, so the Energy dashboard hint is only
@@ -501,7 +513,7 @@ static void read_entity(struct loader *L, struct entity *e, const struct node *n
         diag_at(r->d, r->file, n, path, "give one of register, field or expr, not several");
     if (reg && read_reg(L, reg, rd_key(r, path, "register"), &e->reg) == 0) {
         e->source = SRC_REGISTER;
-        e->text = e->reg.fmt.type == REG_STRING;
+        e->text = regmap_type_is_text(e->reg.fmt.type);
     }
     if (field) {
         const char *key = NULL;
@@ -551,9 +563,18 @@ static void read_entity(struct loader *L, struct entity *e, const struct node *n
     rd_duration(r, n, path, "interval", 100, 86400000, &e->interval_ms);
     if (node_get(n, "map"))
         read_map(L, e, node_get(n, "map"), rd_key(r, path, "map"));
-    if (e->map && e->component == COMP_SENSOR && !e->device_class)
+    if (node_get(n, "bits")) {
+        read_bits(L, e, node_get(n, "bits"), rd_key(r, path, "bits"));
+        // Its state is free text: no enum, no number.
+        if (e->text || e->scale != 1 || e->offset != 0 || e->unit || e->state_class ||
+            e->device_class)
+            diag_at(r->d, r->file, node_get(n, "bits"), rd_key(r, path, "bits"),
+                    "a sensor with bits shows text: it takes a number register or field without "
+                    "scale, offset, unit, device_class or state_class");
+    }
+    if (e->map && e->component == COMP_SENSOR && !e->device_class && !e->bits)
         e->device_class = "enum";
-    if (e->map && e->component == COMP_SENSOR && strcmp(e->device_class, "enum") != 0)
+    if (e->map && e->component == COMP_SENSOR && !e->bits && strcmp(e->device_class, "enum") != 0)
         diag_at(r->d, r->file, node_get(n, "device_class"), rd_key(r, path, "device_class"),
                 "a sensor with a map is an enum sensor: leave device_class out or set enum, got "
                 "'%s'",
@@ -650,9 +671,11 @@ static void read_entity(struct loader *L, struct entity *e, const struct node *n
     }
     if (e->component == COMP_TEXT) {
         read_pattern(L, e, n, path);
-        if (e->source != SRC_NONE && !(e->source == SRC_FIELD && e->text))
+        if (e->source != SRC_NONE && !(e->source == SRC_FIELD && e->text) &&
+            !(e->source == SRC_REGISTER && e->reg.fmt.type == REG_TIME_HM))
             diag_at(r->d, r->file, n, path,
-                    "a text entity needs a text field of the driver (it is written as text)");
+                    "a text entity needs a text field of the driver or a time_hm register (it "
+                    "is written as text)");
     }
     if (e->text && ((e->component != COMP_SENSOR && e->component != COMP_TEXT) || e->scale != 1 ||
                     e->offset != 0 || e->state_class || e->unit))

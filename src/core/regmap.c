@@ -12,6 +12,8 @@
 //   trailing NULs and spaces are trimmed; an embedded NUL is non-printable and becomes '?'.
 //   Truncation to out_size - 1 happens before trimming, so a cut never leaves a trailing
 //   space.
+// - A time_hm register decodes to "HH:MM" even when its bytes are no valid time ("25:61"): the
+//   reading is shown as it is. Only writes check the range.
 // - Encoding u8/s8 puts the value in its byte and zero in the other one; a caller that must
 //   preserve the other byte merges it in itself (as with regmap_apply_bit for bits). REG_BOOL
 //   encodes as 0 or 1 regardless of byte order, matching how it decodes.
@@ -29,12 +31,13 @@
 #include <errno.h>
 #include <float.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "mem.h"
 
-#define REG_TYPE_COUNT   (REG_STRING + 1)
+#define REG_TYPE_COUNT   (REG_TIME_HM + 1)
 #define STRING_WORDS_MAX 64
 #define ADDRESS_LIMIT    65536u
 
@@ -61,6 +64,7 @@ static const struct type_info type_infos[REG_TYPE_COUNT] = {
     [REG_S8] = {"s8", 1, 8, true, -128.0, 127.0},
     [REG_BOOL] = {"bool", 1, 1, true, 0, 1.0},
     [REG_STRING] = {"string", 0, 0, false, 0, 0},
+    [REG_TIME_HM] = {"time_hm", 1, 0, false, 0, 0},
 };
 
 static bool type_valid(enum reg_type type)
@@ -181,6 +185,11 @@ bool regmap_type_is_integer(enum reg_type type)
     return type_valid(type) && type_infos[type].integer;
 }
 
+bool regmap_type_is_text(enum reg_type type)
+{
+    return type == REG_STRING || type == REG_TIME_HM;
+}
+
 void regmap_type_range(enum reg_type type, double *min, double *max)
 {
     bool ok = type_valid(type);
@@ -192,7 +201,7 @@ void regmap_type_range(enum reg_type type, double *min, double *max)
 
 int regmap_decode(const struct reg_format *f, const uint16_t *regs, double *out)
 {
-    if (!format_valid(f) || !regs || !out || f->type == REG_STRING)
+    if (!format_valid(f) || !regs || !out || regmap_type_is_text(f->type))
         return -EINVAL;
 
     uint64_t u; // the decoded unsigned integer (the raw bit pattern for floats)
@@ -248,8 +257,13 @@ size_t regmap_decode_string(const struct reg_format *f, const uint16_t *regs, ch
     if (!out || out_size == 0)
         return 0;
     out[0] = '\0';
-    if (!format_valid(f) || f->type != REG_STRING || !regs)
+    if (!format_valid(f) || !regmap_type_is_text(f->type) || !regs)
         return 0;
+    if (f->type == REG_TIME_HM) {
+        uint16_t r = reg_fix(f, regs[0]);
+        int n = snprintf(out, out_size, "%02u:%02u", (unsigned)(r >> 8), (unsigned)(r & 0xff));
+        return n < 0 ? 0 : (size_t)n < out_size ? (size_t)n : out_size - 1;
+    }
 
     size_t n = (size_t)f->words * 2;
     if (n > out_size - 1)
@@ -271,7 +285,7 @@ size_t regmap_decode_string(const struct reg_format *f, const uint16_t *regs, ch
 
 int regmap_encode(const struct reg_format *f, double raw, uint16_t *regs)
 {
-    if (!format_valid(f) || !regs || f->type == REG_STRING || f->bit >= 0)
+    if (!format_valid(f) || !regs || regmap_type_is_text(f->type) || f->bit >= 0)
         return -EINVAL;
     if (!isfinite(raw))
         return -ERANGE;
@@ -318,6 +332,36 @@ int regmap_encode(const struct reg_format *f, double raw, uint16_t *regs)
     } else {
         regs_split(f, u, regs);
     }
+    return 0;
+}
+
+// Digits only: "7" or "07" for the hour, exactly two for the minute.
+static int time_part(const char *s, size_t min_len, size_t max_len, const char **end)
+{
+    size_t n = 0;
+    int v = 0;
+    while (s[n] >= '0' && s[n] <= '9' && n < max_len)
+        v = v * 10 + (s[n++] - '0');
+    if (n < min_len)
+        return -1;
+    *end = s + n;
+    return v;
+}
+
+int regmap_encode_text(const struct reg_format *f, const char *text, uint16_t *regs)
+{
+    if (!format_valid(f) || !regs || !text || f->type != REG_TIME_HM)
+        return -EINVAL;
+    const char *p = text;
+    int hour = time_part(p, 1, 2, &p);
+    if (hour < 0 || *p++ != ':')
+        return -EINVAL;
+    int minute = time_part(p, 2, 2, &p);
+    if (minute < 0 || *p != '\0')
+        return -EINVAL;
+    if (hour > 23 || minute > 59)
+        return -ERANGE;
+    regs[0] = reg_fix(f, (uint16_t)(hour << 8 | minute));
     return 0;
 }
 

@@ -26,8 +26,9 @@ enum reg_type {
     REG_F64,
     REG_U8, // one byte of one register, chosen by `byte`
     REG_S8,
-    REG_BOOL,   // a coil or discrete input (bit tables); one "register" holding 0 or 1
-    REG_STRING, // ASCII, two characters per register, `words` registers, NULs/spaces trimmed
+    REG_BOOL,    // a coil or discrete input (bit tables); one "register" holding 0 or 1
+    REG_STRING,  // ASCII, two characters per register, `words` registers, NULs/spaces trimmed
+    REG_TIME_HM, // a time of day in one register: hour in the high byte, minute in the low one
 };
 
 enum reg_order { REG_ORDER_BIG = 0, REG_ORDER_LITTLE = 1 };
@@ -50,6 +51,8 @@ int regmap_type_parse(const char *name, enum reg_type *out);
 const char *regmap_type_name(enum reg_type type);
 // Whether the type is an integer type (u*, s*, bool), i.e. writable values must be whole.
 bool regmap_type_is_integer(enum reg_type type);
+// Whether values of the type are text (string, time_hm): decoded with regmap_decode_string.
+bool regmap_type_is_text(enum reg_type type);
 // Smallest and largest raw value the type can hold (for write range checks).
 void regmap_type_range(enum reg_type type, double *min, double *max);
 
@@ -57,14 +60,19 @@ void regmap_type_range(enum reg_type type, double *min, double *max);
 // Returns 0, or -EINVAL for a string type, or -ERANGE for a float that is NaN or infinite
 // (devices use those as "no value").
 int regmap_decode(const struct reg_format *f, const uint16_t *regs, double *out);
-// Decodes a REG_STRING into `out` (NUL-terminated, trailing NULs and spaces trimmed,
-// non-printable bytes replaced by '?'). Returns the length.
+// Decodes a text type into `out`: a REG_STRING NUL-terminated, trailing NULs and spaces
+// trimmed, non-printable bytes replaced by '?'; a REG_TIME_HM as "HH:MM" (the bytes as they
+// are, even when they are no valid time, e.g. "25:61"). Returns the length.
 size_t regmap_decode_string(const struct reg_format *f, const uint16_t *regs, char *out,
                             size_t out_size);
 // Encodes a raw number into `f->words` registers for a write. Integers must be whole and in
 // the type's range (-ERANGE otherwise); floats are converted. Bit formats are not encoded
 // here (see regmap_apply_bit). Returns 0 or a negative errno.
 int regmap_encode(const struct reg_format *f, double raw, uint16_t *regs);
+// Encodes a text for a write: a REG_TIME_HM from "H:MM" or "HH:MM" (00:00 to 23:59). Returns 0,
+// -ERANGE for a time out of range, or -EINVAL for other text or types (strings are not
+// written).
+int regmap_encode_text(const struct reg_format *f, const char *text, uint16_t *regs);
 // Read-modify-write helper for a bit of a 16-bit register: returns `current` with bit
 // f->bit set to `on`, honouring byte_order.
 uint16_t regmap_apply_bit(const struct reg_format *f, uint16_t current, bool on);

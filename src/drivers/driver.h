@@ -13,8 +13,9 @@
 //  - event-driven (stream and MQTT protocols): everything runs on the loop thread. `job`
 //    starts a job and returns at once; the driver answers later with drv_job_done(). It talks
 //    to the device through the core's TCP connection or the daemon's MQTT link (drv_tcp_*,
-//    drv_mqtt_*), may report values at any time (drv_value, drv_text: answers as well as
-//    unsolicited data), and has one timer for keepalives and liveness checks.
+//    drv_mqtt_*), may report values at any time (drv_value, drv_text, or drv_registers for
+//    register drivers: answers as well as unsolicited data), and has one timer for keepalives
+//    and liveness checks.
 // Either way the core owns scheduling: one job at a time, when the device's rules allow.
 #ifndef E2M_DRIVER_H
 #define E2M_DRIVER_H
@@ -169,6 +170,17 @@ void drv_timer_cancel(struct drv_ctx *c);
 // re-read the message that carries an encryption seed. Kept until a poll of it succeeds.
 void drv_poll_first(struct drv_ctx *c, uint8_t group);
 
+// Register values, whenever they arrive (register drivers): `count` registers from `start` in
+// `table` (index into driver_ops.tables), e.g. a block the device broadcasts or a reply to
+// another client's request. Every entity whose registers all lie in the range is decoded at
+// once; blocks of the read plan that the range covers entirely count as read. When a READ job
+// is in flight and the range covers all of it, the values are also its answer: end it with
+// drv_job_done(DRV_OK) (a READ job ended with DRV_OK without them leaves its block unknown).
+void drv_registers(struct drv_ctx *c, uint8_t table, uint32_t start, uint16_t count,
+                   const uint16_t *regs);
+// Asks for every read of the plan again before anything else, e.g. after polls the driver had
+// to skip (DRV_SKIPPED) because something it needed to ask (a serial number) was not known yet.
+void drv_poll_all(struct drv_ctx *c);
 // Field values, whenever they arrive.
 void drv_value(struct drv_ctx *c, uint16_t field, double value);
 // A value the device cannot report, shown as the last commanded one: the entity says so

@@ -152,7 +152,7 @@ static json_t *entity_component(const struct comp_ctx *c, const struct entity *e
         set_str(o, "stat_cla", e->state_class);
         if (e->precision >= 0 && !e->text && !e->map)
             json_object_set_new(o, "sug_dsp_prc", json_integer(e->precision));
-        if (e->map)
+        if (e->map && !e->n_bits)
             json_object_set_new(o, "ops", labels(e));
         break;
     case COMP_BINARY_SENSOR:

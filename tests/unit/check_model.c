@@ -160,7 +160,7 @@ static const struct rule_case rules[] = {
      "  - id: a\n"
      "    register: {table: input, address: 0, type: int16}\n",
      {"7:48: entities[0].register.type: expected u16, s16, u32, s32, u64, s64, float32, float64, "
-      "u8, s8, bool or string, got 'int16'"}},
+      "u8, s8, bool, string or time_hm, got 'int16'"}},
     {"bool on holding",
      "  - id: a\n"
      "    register: {table: holding, address: 0, type: bool}\n",
@@ -326,7 +326,48 @@ static const struct rule_case rules[] = {
      "  - id: a\n"
      "    component: text\n"
      "    register: {table: holding, address: 0}\n",
-     {"6:5: entities[0]: a text entity needs a text field of the driver (it is written as text)"}},
+     {"6:5: entities[0]: a text entity needs a text field of the driver or a time_hm register (it "
+      "is written as text)"}},
+    {"text entity on a read-only time_hm",
+     "  - id: a\n"
+     "    component: text\n"
+     "    register: {table: input, address: 0, type: time_hm}\n",
+     {"8:15: entities[0].register: table 'input' cannot be written"}},
+    {"bit of a time_hm",
+     "  - id: a\n"
+     "    register: {table: holding, address: 0, type: time_hm, bit: 3}\n",
+     {"7:64: entities[0].register.bit: bit needs an integer register type"}},
+    {"time_hm with scale",
+     "  - id: a\n"
+     "    register: {table: holding, address: 0, type: time_hm}\n"
+     "    scale: 2\n",
+     {"6:5: entities[0]: a text value can only be a sensor or a text without scale, unit or "
+      "state_class"}},
+    {"bits on a number",
+     "  - id: a\n"
+     "    component: number\n"
+     "    register: {table: holding, address: 0}\n"
+     "    min: 0\n"
+     "    max: 9\n"
+     "    bits: {0: A}\n",
+     {"11:11: entities[0].bits: not valid on a number (only on sensor)"}},
+    {"bits: a bit beyond 63",
+     "  - id: a\n"
+     "    register: {table: input, address: 0, type: u32}\n"
+     "    bits: {0: A, 64: B}\n",
+     {"8:18: entities[0].bits.64: expected a bit number from 0 to 63 as the key"}},
+    {"bits: with a unit",
+     "  - id: a\n"
+     "    register: {table: input, address: 0}\n"
+     "    unit: V\n"
+     "    bits: {1: A}\n",
+     {"9:11: entities[0].bits: a sensor with bits shows text: it takes a number register or "
+      "field without scale, offset, unit, device_class or state_class"}},
+    {"bits: a bit twice",
+     "  - id: a\n"
+     "    register: {table: input, address: 0}\n"
+     "    bits: {1: A, 0x1: B}\n",
+     {"8:18: entities[0].bits.0x1: bit 1 is given twice"}},
     {"pattern on a sensor",
      "  - id: a\n"
      "    register: {table: input, address: 0}\n"
@@ -358,7 +399,8 @@ static const struct rule_case rules[] = {
      "  - id: a\n"
      "    component: text\n"
      "    field: slot1_power\n",
-     {"6:5: entities[0]: a text entity needs a text field of the driver (it is written as text)"}},
+     {"6:5: entities[0]: a text entity needs a text field of the driver or a time_hm register (it "
+      "is written as text)"}},
     {"text: no device class",
      "model: m\nmanufacturer: T\nname: T\ndriver: venus\nentities:\n"
      "  - id: a\n"
@@ -611,6 +653,80 @@ START_TEST(test_text_entity)
     e = model_find(m, "days");
     ck_assert_ptr_null(e->pattern);
     ck_assert(e->writable);
+}
+END_TEST
+
+// A time of day in a holding register, read and written as HH:MM text.
+START_TEST(test_time_register_text_entity)
+{
+    struct model *m = load_text(HEADER "  - id: start\n"
+                                       "    component: text\n"
+                                       "    register: {table: holding, address: 68, type: time_hm, "
+                                       "byte_order: little}\n"
+                                       "    pattern: '^([01][0-9]|2[0-3]):[0-5][0-9]$'\n"
+                                       "  - id: shown\n"
+                                       "    register: {table: input, address: 3, type: time_hm}\n");
+    if (!m)
+        dump_diag();
+    ck_assert_ptr_nonnull(m);
+    const struct entity *e = model_find(m, "start");
+    ck_assert_int_eq(e->component, COMP_TEXT);
+    ck_assert_int_eq(e->source, SRC_REGISTER);
+    ck_assert(e->text && e->writable);
+    ck_assert_int_eq(e->reg.fmt.type, REG_TIME_HM);
+    ck_assert_int_eq(e->reg.fmt.byte_order, REG_ORDER_LITTLE);
+    e = model_find(m, "shown");
+    ck_assert(e->text && !e->writable);
+}
+END_TEST
+
+// A bit field as text: the active bits' labels; map names whole values.
+START_TEST(test_bits_entity)
+{
+    struct model *m = load_text(HEADER "  - id: fault\n"
+                                       "    register: {table: input, address: 60, type: u32}\n"
+                                       "    map: {0: OK}\n"
+                                       "    bits: {0: Comms, 3: Hot, 31: Fan}\n");
+    if (!m)
+        dump_diag();
+    ck_assert_ptr_nonnull(m);
+    const struct entity *e = model_find(m, "fault");
+    ck_assert_uint_eq(e->n_bits, 3);
+    ck_assert_ptr_null(e->device_class); // text, not an enum
+    ck_assert(!e->text);
+    static const struct {
+        double raw;
+        size_t size;
+        const char *want;
+        int rc;
+    } cases[] = {
+        {0, 64, "OK", 0},
+        {1, 64, "Comms", 0},
+        {9, 64, "Comms, Hot", 0},
+        {2147483656.0, 64, "Hot, Fan", 0},
+        {6, 64, "bit 1, bit 2", 0},
+        {9, 11, "Comms, Hot", 0},            // just fits
+        {2147483657.0, 15, "Comms, ...", 0}, // "Comms, Hot, Fan" does not: cut
+        {9, 10, "...", 0},                   // not even the first label with ", ..." after it
+        {8, 4, "Hot", 0},                    // the last label needs no room for more
+        {-1, 64, "", -ERANGE},
+        {1.5, 64, "", -ERANGE},
+        {18014398509481984.0, 64, "", -ERANGE},
+    };
+    for (size_t i = 0; i < N(cases); i++) {
+        char out[64];
+        memset(out, 'Z', sizeof(out));
+        ck_assert_int_eq(entity_bits_text(e, cases[i].raw, out, cases[i].size), cases[i].rc);
+        ck_assert_msg(strcmp(out, cases[i].want) == 0, "%g in %zu: '%s', want '%s'", cases[i].raw,
+                      cases[i].size, out, cases[i].want);
+        ck_assert_uint_lt(strlen(out), cases[i].size);
+    }
+    // Without a map, no bit set is the empty text.
+    struct entity bare = *e;
+    bare.n_map = 0;
+    char out[16];
+    ck_assert_int_eq(entity_bits_text(&bare, 0, out, sizeof(out)), 0);
+    ck_assert_str_eq(out, "");
 }
 END_TEST
 
@@ -961,6 +1077,8 @@ static Suite *model_suite(void)
     tcase_add_loop_test(tc, test_rule, 0, N(rules));
     tcase_add_loop_test(tc, test_expr_errors, 0, N(expr_cases));
     tcase_add_test(tc, test_text_entity);
+    tcase_add_test(tc, test_time_register_text_entity);
+    tcase_add_test(tc, test_bits_entity);
     tcase_add_test(tc, test_reports_every_problem);
     tcase_add_test(tc, test_options_into_core_options);
     tcase_add_test(tc, test_fixture_meter);

@@ -355,6 +355,69 @@ START_TEST(test_string_misuse)
 }
 END_TEST
 
+// ---- Times of day (time_hm) -----------------------------------------------------------------
+
+static const struct time_case {
+    int bo;
+    uint16_t reg;
+    const char *text; // as decoded
+    int encode_rc;    // encoding `text` back
+} time_cases[] = {
+    {BIG, 0x1530, "21:48", 0},    // hour 0x15, minute 0x30
+    {BIG, 0x0000, "00:00", 0},    // midnight
+    {BIG, 0x173B, "23:59", 0},    // the last minute
+    {LITTLE, 0x1E15, "21:30", 0}, // LuxPower: hour in the first (low) byte
+    {LITTLE, 0x1E02, "02:30", 0},
+    {BIG, 0x183C, "24:60", -ERANGE}, // garbage shows as it is and cannot be written back
+    {BIG, 0xFFFF, "255:255", -EINVAL},
+};
+
+START_TEST(test_time_hm)
+{
+    const struct time_case *c = &time_cases[_i];
+    struct reg_format f;
+    ck_assert_int_eq(regmap_format_init(&f, REG_TIME_HM, 0), 0);
+    ck_assert_uint_eq(f.words, 1);
+    f.byte_order = (uint8_t)c->bo;
+    char out[16];
+    ck_assert_uint_eq(regmap_decode_string(&f, &c->reg, out, sizeof out), strlen(c->text));
+    ck_assert_str_eq(out, c->text);
+    uint16_t back = 0x5a5a;
+    ck_assert_int_eq(regmap_encode_text(&f, c->text, &back), c->encode_rc);
+    if (c->encode_rc == 0)
+        ck_assert_uint_eq(back, c->reg);
+    else
+        ck_assert_uint_eq(back, 0x5a5a);
+}
+END_TEST
+
+START_TEST(test_time_hm_text)
+{
+    struct reg_format f;
+    ck_assert_int_eq(regmap_format_init(&f, REG_TIME_HM, 0), 0);
+    uint16_t r = 0;
+    ck_assert_int_eq(regmap_encode_text(&f, "7:05", &r), 0);
+    ck_assert_uint_eq(r, 0x0705);
+    static const char *const bad[] = {"",       "7",     "7:5",    "07:5",   "007:05",
+                                      "07:005", "07-05", " 07:05", "07:05 ", "ab:cd",
+                                      "07:0x",  ":05",   "07:"};
+    for (size_t i = 0; i < N(bad); i++)
+        ck_assert_msg(regmap_encode_text(&f, bad[i], &r) == -EINVAL, "'%s' accepted", bad[i]);
+    ck_assert_int_eq(regmap_encode_text(&f, "24:00", &r), -ERANGE);
+    ck_assert_int_eq(regmap_encode_text(&f, "23:60", &r), -ERANGE);
+    // A time holds no number; only text types decode to text.
+    double v = 1;
+    ck_assert_int_eq(regmap_decode(&f, &r, &v), -EINVAL);
+    ck_assert_int_eq(regmap_encode(&f, 5, &r), -EINVAL);
+    ck_assert(regmap_type_is_text(REG_TIME_HM) && regmap_type_is_text(REG_STRING));
+    ck_assert(!regmap_type_is_text(REG_U16) && !regmap_type_is_integer(REG_TIME_HM));
+    struct reg_format u = fmt(REG_U16, BIG, BIG);
+    ck_assert_int_eq(regmap_encode_text(&u, "07:05", &r), -EINVAL);
+    ck_assert_int_eq(regmap_format_init(&f, REG_STRING, 2), 0);
+    ck_assert_int_eq(regmap_encode_text(&f, "AB", &r), -EINVAL);
+}
+END_TEST
+
 // ---- Non-finite floats --------------------------------------------------------------------
 
 struct nonfinite_case {
@@ -518,10 +581,19 @@ START_TEST(test_type_names)
         enum reg_type type;
         bool integer;
     } names[] = {
-        {"u16", REG_U16, true},      {"s16", REG_S16, true},      {"u32", REG_U32, true},
-        {"s32", REG_S32, true},      {"u64", REG_U64, true},      {"s64", REG_S64, true},
-        {"float32", REG_F32, false}, {"float64", REG_F64, false}, {"u8", REG_U8, true},
-        {"s8", REG_S8, true},        {"bool", REG_BOOL, true},    {"string", REG_STRING, false},
+        {"u16", REG_U16, true},
+        {"s16", REG_S16, true},
+        {"u32", REG_U32, true},
+        {"s32", REG_S32, true},
+        {"u64", REG_U64, true},
+        {"s64", REG_S64, true},
+        {"float32", REG_F32, false},
+        {"float64", REG_F64, false},
+        {"u8", REG_U8, true},
+        {"s8", REG_S8, true},
+        {"bool", REG_BOOL, true},
+        {"string", REG_STRING, false},
+        {"time_hm", REG_TIME_HM, false},
     };
     for (size_t i = 0; i < N(names); i++) {
         enum reg_type t = REG_STRING;
@@ -1027,6 +1099,8 @@ static Suite *regmap_suite(void)
     tcase_add_loop_test(tc, test_decode_string, 0, (int)N(string_cases));
     tcase_add_loop_test(tc, test_decode_nonfinite, 0, (int)N(nonfinite_cases));
     tcase_add_test(tc, test_string_misuse);
+    tcase_add_loop_test(tc, test_time_hm, 0, (int)N(time_cases));
+    tcase_add_test(tc, test_time_hm_text);
     tcase_add_test(tc, test_invalid_formats);
     suite_add_tcase(s, tc);
 
