@@ -3,8 +3,8 @@
 # The demo behind `make demo`: a private mosquitto on a free loopback port, simulated devices
 # (a SunSpec inverter and an Eastron SDM630 meter speaking real Modbus TCP, a PowerMeter plug,
 # a SmartMeter publishing over MQTT, a Hoymiles HMS-800W-2T DTU, a Marstek Venus E battery
-# behind its hame-relay on the broker), and the daemon with examples/demo.yaml. Ctrl-C stops
-# everything.
+# behind its hame-relay on the broker, a LuxPower hybrid inverter behind its WiFi dongle), and
+# the daemon with examples/demo.yaml. Ctrl-C stops everything.
 #   tools/demo.sh BUILD_DIR            run until Ctrl-C
 #   tools/demo.sh BUILD_DIR --smoke N  run N seconds, check discovery and states, exit 0/1
 set -eu
@@ -17,7 +17,8 @@ sim=$build/tests/sim/e2m-modbus-sim
 smsim=$build/tests/sim/e2m-smartmeter-sim
 hmsim=$build/tests/sim/e2m-hoymiles-sim
 vssim=$build/tests/sim/e2m-venus-sim
-for f in "$bin" "$sim" "$smsim" "$hmsim" "$vssim"; do
+lxsim=$build/tests/sim/e2m-luxpower-sim
+for f in "$bin" "$sim" "$smsim" "$hmsim" "$vssim" "$lxsim"; do
     [ -x "$f" ] || { echo "demo: $f is missing; build first (make demo does)" >&2; exit 1; }
 done
 mosquitto=$(command -v mosquitto || echo /usr/sbin/mosquitto)
@@ -91,7 +92,7 @@ start_broker
 
 # The simulators keep reading commands on stdin; a FIFO held open keeps it from closing.
 mkfifo "$work/inverter.ctl" "$work/meter.ctl" "$work/plug.ctl" "$work/house.ctl" "$work/dtu.ctl" \
-    "$work/battery.ctl"
+    "$work/battery.ctl" "$work/hybrid.ctl"
 "$sim" --profile sunspec --port 0 <"$work/inverter.ctl" >"$work/inverter.out" 2>&1 &
 pids="$pids $!"
 "$sim" --profile sdm630 --port 0 <"$work/meter.ctl" >"$work/meter.out" 2>&1 &
@@ -108,18 +109,24 @@ pids="$pids $!"
 "$vssim" --mqtt "127.0.0.1:$mqtt_port" --type HMG-50 --mac 0123456789ab <"$work/battery.ctl" \
     >"$work/battery.out" 2>"$work/battery.err" &
 pids="$pids $!"
+# The LuxPower dongle without its cloud: heartbeats every 3 s, input broadcasts every 20 s, but
+# only while something answers the heartbeats (the daemon starts to after two silent intervals).
+"$lxsim" --port 0 --cloud off --heartbeat-ms 3000 --broadcast-ms 20000 <"$work/hybrid.ctl" \
+    >"$work/hybrid.out" 2>"$work/hybrid.err" &
+pids="$pids $!"
 exec 7>"$work/inverter.ctl" 8>"$work/meter.ctl" 5>"$work/plug.ctl" 6>"$work/house.ctl" \
-    4>"$work/dtu.ctl" 9>"$work/battery.ctl"
+    4>"$work/dtu.ctl" 9>"$work/battery.ctl" 3>"$work/hybrid.ctl"
 E2M_DEMO_INVERTER_PORT=$(wait_ready "$work/inverter.out")
 E2M_DEMO_METER_PORT=$(wait_ready "$work/meter.out")
 E2M_DEMO_PLUG_PORT=$(wait_ready "$work/plug.out")
 wait_ready "$work/house.out" >/dev/null
 E2M_DEMO_DTU_PORT=$(wait_ready "$work/dtu.out")
 wait_ready "$work/battery.out" >/dev/null
+E2M_DEMO_LUX_PORT=$(wait_ready "$work/hybrid.out")
 E2M_DEMO_MQTT_PORT=$mqtt_port
 E2M_DEMO_STATE_DIR=$work
 export E2M_DEMO_MQTT_PORT E2M_DEMO_INVERTER_PORT E2M_DEMO_METER_PORT E2M_DEMO_PLUG_PORT \
-    E2M_DEMO_DTU_PORT E2M_DEMO_STATE_DIR
+    E2M_DEMO_DTU_PORT E2M_DEMO_LUX_PORT E2M_DEMO_STATE_DIR
 
 sub="mosquitto_sub -h 127.0.0.1 -p $mqtt_port"
 pub="mosquitto_pub -h 127.0.0.1 -p $mqtt_port"
@@ -135,6 +142,8 @@ energy2mqtt demo
               (real timing: one request per 31 s at most, so its data takes a moment)
   home_battery simulated Marstek Venus E answering on hame_energy/HMG-50/.../0123456789ab/ctrl
               as hame-relay would (one request at a time, a runtime poll every 10 s)
+  hybrid      simulated LuxPower hybrid inverter behind its WiFi dongle, TCP 127.0.0.1:$E2M_DEMO_LUX_PORT
+              (serials learned from its first heartbeat, about 3 s)
   config      examples/demo.yaml
 
 In another terminal:
@@ -147,6 +156,9 @@ In another terminal:
   limit the balcony to 50 %:    $pub -t energy2mqtt/balcony/power_limit/set -m 50
   battery: charge slot 1 at 6:30: $pub -t energy2mqtt/home_battery/slot1_start/set -m 06:30
   battery: manual mode:         $pub -t energy2mqtt/home_battery/working_mode/set -m Manual
+  hybrid: AC charge on:         $pub -t energy2mqtt/hybrid/ac_charge/set -m ON
+  hybrid: AC charge from 01:30: $pub -t energy2mqtt/hybrid/ac_charge_1_start/set -m 01:30
+  hybrid: charge at 50 %:       $pub -t energy2mqtt/hybrid/charge_power_percent/set -m 50
   the battery's own traffic:    $sub -v -t 'hame_energy/#'
   pretend Home Assistant
   restarted:                    $pub -t homeassistant/status -m online
@@ -177,7 +189,8 @@ live() {
         $1 ~ /house/ { house = "house " num("power") " W" }
         $1 ~ /balcony/ { dtu = "balcony " num("ac_power") " W, limit " num("power_limit") " %" }
         $1 ~ /home_battery/ { bat = "battery " num("battery_soc") " %, " num("ac_power") " W" }
-        n && n % 3 == 0 && $1 ~ /inverter/ { printf "[demo] %s | %s | %s | %s | %s | %s\n", inv, met, plug, house, dtu, bat; fflush() }'
+        $1 ~ /hybrid/ { lux = "hybrid " num("pv_power") " W PV, SOC " num("battery_soc") " %" }
+        n && n % 3 == 0 && $1 ~ /inverter/ { printf "[demo] %s | %s | %s | %s | %s | %s | %s\n", inv, met, plug, house, dtu, bat, lux; fflush() }'
 }
 
 if [ -z "$smoke" ]; then
@@ -210,11 +223,12 @@ house=$(grep -c '^energy2mqtt/house/state {.*"power":[0-9]' "$work/traffic.txt" 
 # The DTU's first exchange is AppInfo; its real-time data follows after the 31 s guard.
 dtu=$(grep -c '^energy2mqtt/balcony/state {.*"inverter_model":"HMS-800W-2T"' "$work/traffic.txt" || true)
 battery=$(grep -c '^energy2mqtt/home_battery/state {.*"battery_soc":[0-9]' "$work/traffic.txt" || true)
+hybrid=$(grep -c '^energy2mqtt/hybrid/state {.*"battery_soc":[0-9]' "$work/traffic.txt" || true)
 echo "demo: $configs discovery configs; states: inverter $states, meter $meter, plug $plug," \
-    "house $house, balcony $dtu, battery $battery"
+    "house $house, balcony $dtu, battery $battery, hybrid $hybrid"
 grep -m1 '^energy2mqtt/inverter/state' "$work/traffic.txt" | cut -c1-160
-if [ "$configs" -ge 7 ] && [ "$states" -ge 2 ] && [ "$meter" -ge 2 ] && [ "$plug" -ge 2 ] &&
-    [ "$house" -ge 2 ] && [ "$dtu" -ge 1 ] && [ "$battery" -ge 1 ]; then
+if [ "$configs" -ge 8 ] && [ "$states" -ge 2 ] && [ "$meter" -ge 2 ] && [ "$plug" -ge 2 ] &&
+    [ "$house" -ge 2 ] && [ "$dtu" -ge 1 ] && [ "$battery" -ge 1 ] && [ "$hybrid" -ge 1 ]; then
     echo "demo: OK"
 else
     cat "$work/daemon.log"
