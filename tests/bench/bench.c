@@ -53,11 +53,11 @@
 #define SMOKE_BUDGET_S  20
 
 // The drivers, one device model each. The id of a device is its kind's letter and its index.
-enum kind { KIND_SDM, KIND_SUNSPEC, KIND_PM, KIND_HM, KIND_VENUS, KIND_COUNT };
+enum kind { KIND_SDM, KIND_SUNSPEC, KIND_PM, KIND_HM, KIND_VENUS, KIND_LUX, KIND_COUNT };
 
-static const char kind_letter[KIND_COUNT] = {'m', 's', 'p', 'h', 'v'};
-static const char *const kind_name[KIND_COUNT] = {"sdm630", "sunspec", "powermeter", "hms-800w-2t",
-                                                  "venus"};
+static const char kind_letter[KIND_COUNT] = {'m', 's', 'p', 'h', 'v', 'l'};
+static const char *const kind_name[KIND_COUNT] = {"sdm630",      "sunspec", "powermeter",
+                                                  "hms-800w-2t", "venus",   "luxpower"};
 
 // One measurement in flight on a device: a freshness probe (SDM630: `set` + `mark`, then the
 // `served` line and the first state carrying the value) or a command (SunSpec: publish, then
@@ -805,11 +805,12 @@ static void msim_stop(struct msim *s)
     }
 }
 
-// The meters, DTUs and batteries: one process each, output to a file (nothing reads it while
-// running). The Venus simulators answer on the broker, as hame-relay does for a real one.
+// The meters, DTUs, batteries and hybrid inverters: one process each, output to a file (nothing
+// reads it while running). The Venus simulators answer on the broker, as hame-relay does for a
+// real one.
 static int other_sims_start(void)
 {
-    for (int k = KIND_PM; k <= KIND_VENUS; k++) {
+    for (int k = KIND_PM; k <= KIND_LUX; k++) {
         for (int i = 0; i < bench.count[k]; i++) {
             struct device *d = &bench.devs[bench.first[k] + i];
             char path[1100], seed[16], name[32], log[64];
@@ -830,6 +831,17 @@ static int other_sims_start(void)
                 snprintf(mac, sizeof(mac), "0000be%06x", i);
                 char *argv[] = {path, "--mqtt", mqtt, "--type", "HMG-50", "--mac", mac, NULL};
                 pid = spawn(argv, -1, fd, fd);
+            } else if (k == KIND_LUX) {
+                // A dongle with its cloud: heartbeats every minute, input broadcasts every 5
+                // minutes (the daemon answers no heartbeat and polls every 5 s). Its serial is
+                // configured, as the first heartbeat could be a minute away.
+                char sn[16];
+                snprintf(path, sizeof(path), "%s/tests/sim/e2m-luxpower-sim", bench.build);
+                snprintf(sn, sizeof(sn), "BL%08d", i);
+                char *argv[] = {path,    "--port",         "0",      "--seed",
+                                seed,    "--dongle-sn",    sn,       "--heartbeat-ms",
+                                "60000", "--broadcast-ms", "300000", NULL};
+                pid = spawn(argv, -1, fd, fd);
             } else {
                 // Real DTU timing (30 s guard); no cloud windows, see the note in the README.
                 snprintf(path, sizeof(path), "%s/tests/sim/e2m-hoymiles-sim", bench.build);
@@ -846,7 +858,7 @@ static int other_sims_start(void)
             }
         }
     }
-    for (int k = KIND_PM; k <= KIND_VENUS; k++) {
+    for (int k = KIND_PM; k <= KIND_LUX; k++) {
         for (int i = 0; i < bench.count[k]; i++) {
             struct device *d = &bench.devs[bench.first[k] + i];
             char log[64];
@@ -910,9 +922,9 @@ static int config_write(const char *path)
             "mqtt:\n  url: mqtt://127.0.0.1:%d\n  base_topic: " BASE_TOPIC "\n"
             "  birth_delay: 0s\nstate_dir: %s\ndevices:\n",
             bench.broker_port, bench.tmp);
-    static const char *const model[KIND_COUNT] = {"eastron/sdm630", "sunspec/inverter",
+    static const char *const model[KIND_COUNT] = {"eastron/sdm630",      "sunspec/inverter",
                                                   "voelkerb/powermeter", "hoymiles/hms-2t",
-                                                  "marstek/venus"};
+                                                  "marstek/venus",       "luxpower/lxp-hybrid"};
     for (int i = 0; i < bench.n_devs; i++) {
         const struct device *d = &bench.devs[i];
         fprintf(f, "  - id: %s\n    model: %s\n", d->id, model[d->kind]);
@@ -926,6 +938,9 @@ static int config_write(const char *path)
             // The daemon's timing defaults (31 s gap, 35 s polls) except the cloud pause,
             // which would make the figures depend on the minute the benchmark starts.
             fprintf(f, "    options: {cloud_pause: \"off\"}\n");
+        } else if (d->kind == KIND_LUX) {
+            fprintf(f, "    options: {poll_interval: %ds, dongle_serial: BL%08d}\n", POLL_S,
+                    d->index);
         } else {
             fprintf(f, "    options: {poll_interval: %ds}\n", POLL_S);
         }
@@ -1354,9 +1369,9 @@ static int report(const struct plan *p, struct results *r, const double *targets
     }
     char devices[160];
     snprintf(devices, sizeof(devices),
-             "%d devices: %d sdm630, %d sunspec, %d powermeter, %d hms, %d venus", r->total,
-             p->count[KIND_SDM], p->count[KIND_SUNSPEC], p->count[KIND_PM], p->count[KIND_HM],
-             p->count[KIND_VENUS]);
+             "%d devices: %d sdm630, %d sunspec, %d powermeter, %d hms, %d venus, %d luxpower",
+             r->total, p->count[KIND_SDM], p->count[KIND_SUNSPEC], p->count[KIND_PM],
+             p->count[KIND_HM], p->count[KIND_VENUS], p->count[KIND_LUX]);
     printf("\nscenario %s (%s)%s\n", p->name, devices, p->smoke ? ", smoke" : "");
     if (r->window_s > 0) {
         printf("  window %.1f s, %ld state messages\n", r->window_s, r->polls);
@@ -1622,7 +1637,7 @@ int main(int argc, char **argv)
     int rc = 0;
     if (smoke) {
         struct plan p = {.name = "small",
-                         .count = {1, 1, 1, 1, 1},
+                         .count = {1, 1, 1, 1, 1, 1},
                          .window_s = 1,
                          .smoke = true,
                          .sdm_tick_ms = 1000};
@@ -1630,7 +1645,7 @@ int main(int argc, char **argv)
     }
     if (want_small) {
         struct plan p = {.name = "small",
-                         .count = {1, 1, 1, 1, 1},
+                         .count = {1, 1, 1, 1, 1, 1},
                          .window_s = seconds ? seconds : 60,
                          .sdm_tick_ms = 1000};
         rc |= run(&p, small_targets);
@@ -1639,7 +1654,7 @@ int main(int argc, char **argv)
         // `all` measures the burst on the same fleet run, after its window.
         struct plan p = {
             .name = want_fleet ? "fleet" : "burst",
-            .count = {950, 50, 50, 50, 50}, // 1000 Modbus devices, 50 of each other driver
+            .count = {950, 50, 50, 50, 50, 50}, // 1000 Modbus devices, 50 of each other driver
             .window_s = want_fleet ? (seconds ? seconds : 60) : 0,
             .burst = want_burst,
             .sdm_tick_ms = 5000};
