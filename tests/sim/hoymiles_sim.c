@@ -6,17 +6,15 @@
 // file only moves bytes, reads the clocks and closes the listening socket while the model says
 // the DTU is unreachable, so that connects are refused as on a real DTU at night.
 #include "hoymiles_sim.h"
+#include "sim_util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,52 +45,7 @@ struct sim {
     struct client clients[MAX_CLIENTS];
 };
 
-static int sig_pipe[2] = {-1, -1};
-
-static void out_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void out_line(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(stdout, fmt, ap);
-    va_end(ap);
-    fputc('\n', stdout);
-    fflush(stdout);
-}
-
-static int64_t clock_ms(clockid_t id)
-{
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t mono_ms(void)
-{
-    return clock_ms(CLOCK_MONOTONIC);
-}
-
-static int64_t wall_ms(void)
-{
-    return clock_ms(CLOCK_REALTIME);
-}
-
-static void on_signal(int sig)
-{
-    int saved = errno;
-    unsigned char b = (unsigned char)sig;
-    if (write(sig_pipe[1], &b, 1) < 0) {
-        // The pipe is full, so a wake-up is pending anyway.
-    }
-    errno = saved;
-}
-
-static void set_nonblock_cloexec(int fd)
-{
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    fcntl(fd, F_SETFD, FD_CLOEXEC);
-}
+static int sig_fd = -1; // readable: SIGTERM or SIGINT arrived
 
 static void log_sink(void *ctx, enum hs_log_level level, const char *msg)
 {
@@ -228,12 +181,12 @@ static void client_accept(struct sim *s)
     if (fd < 0) {
         return;
     }
-    set_nonblock_cloexec(fd);
+    sim_nonblock_cloexec(fd);
     struct client *c = NULL;
     for (int i = 0; i < MAX_CLIENTS && !c; i++) {
         c = s->clients[i].fd < 0 ? &s->clients[i] : NULL;
     }
-    struct hs_conn *conn = c ? hs_conn_new(s->dtu, mono_ms(), wall_ms()) : NULL;
+    struct hs_conn *conn = c ? hs_conn_new(s->dtu, sim_mono_ms(), sim_wall_ms()) : NULL;
     if (!conn) {
         close(fd);
         return;
@@ -256,14 +209,14 @@ static void client_read(struct sim *s, struct client *c)
         client_close(s, c);
         return;
     }
-    hs_conn_input(s->dtu, c->conn, mono_ms(), wall_ms(), buf, (size_t)n);
+    hs_conn_input(s->dtu, c->conn, sim_mono_ms(), sim_wall_ms(), buf, (size_t)n);
 }
 
 // Opens or closes the listening socket to match the DTU's reachability.
 static void sync_reachability(struct sim *s)
 {
-    int64_t now = mono_ms();
-    bool up = hs_dtu_reachable(s->dtu, now, wall_ms());
+    int64_t now = sim_mono_ms();
+    bool up = hs_dtu_reachable(s->dtu, now, sim_wall_ms());
     if (up && s->listen_fd < 0) {
         int rc = listen_open(s);
         if (rc < 0) {
@@ -271,10 +224,10 @@ static void sync_reachability(struct sim *s)
             fprintf(stderr, "e2m-hoymiles-sim: reopening port %d: %s\n", s->port, strerror(-rc));
             return;
         }
-        out_line("state reachable");
+        sim_out("state reachable");
     } else if (!up && s->listen_fd >= 0) {
         listen_close(s);
-        out_line("state unreachable");
+        sim_out("state unreachable");
     }
     for (int i = 0; i < MAX_CLIENTS; i++) {
         client_flush(s, &s->clients[i], now);
@@ -344,7 +297,7 @@ static bool control_line(struct sim *s, char *line)
     char *cmd = strtok_r(line, " \t\r", &save);
     char *arg = cmd ? strtok_r(NULL, " \t\r", &save) : NULL;
     char *extra = arg ? strtok_r(NULL, " \t\r", &save) : NULL;
-    int64_t mono = mono_ms(), wall = wall_ms();
+    int64_t mono = sim_mono_ms(), wall = sim_wall_ms();
     const char *err = NULL;
     double v;
     bool on;
@@ -354,14 +307,14 @@ static bool control_line(struct sim *s, char *line)
     if (extra) {
         err = "too many arguments";
     } else if (strcmp(cmd, "quit") == 0) {
-        out_line("ok");
+        sim_out("ok");
         return false;
     } else if (strcmp(cmd, "stats") == 0) {
         struct hs_stats st;
         hs_dtu_tick(s->dtu, mono, wall);
         hs_dtu_stats(s->dtu, &st);
         char *json = hs_stats_json(&st);
-        out_line("%s", json);
+        sim_out("%s", json);
         free(json);
         return true;
     } else if (strcmp(cmd, "reboot") == 0 || strcmp(cmd, "inverter_reboot") == 0 ||
@@ -414,9 +367,9 @@ static bool control_line(struct sim *s, char *line)
     // A change of reachability is visible (socket closed or open) before the answer.
     sync_reachability(s);
     if (err) {
-        out_line("err %s", err);
+        sim_out("err %s", err);
     } else {
-        out_line("ok");
+        sim_out("ok");
     }
     return true;
 }
@@ -605,11 +558,11 @@ static int run(struct sim *s)
     bool stdin_open = true;
     for (;;) {
         sync_reachability(s);
-        int64_t now = mono_ms();
-        int64_t wake = hs_dtu_next_event(s->dtu, now, wall_ms());
+        int64_t now = sim_mono_ms();
+        int64_t wake = hs_dtu_next_event(s->dtu, now, sim_wall_ms());
         struct pollfd p[3 + MAX_CLIENTS];
         int np = 0, idx_stdin = -1, idx_listen = -1, idx_client[MAX_CLIENTS];
-        p[np++] = (struct pollfd){.fd = sig_pipe[0], .events = POLLIN};
+        p[np++] = (struct pollfd){.fd = sig_fd, .events = POLLIN};
         if (stdin_open) {
             idx_stdin = np;
             p[np++] = (struct pollfd){.fd = STDIN_FILENO, .events = POLLIN};
@@ -704,32 +657,25 @@ int main(int argc, char **argv)
     s->cfg.log = log_sink;
     s->cfg.log_ctx = s;
 
-    signal(SIGPIPE, SIG_IGN);
-    if (pipe(sig_pipe) < 0) {
-        perror("pipe");
+    sig_fd = sim_signals_open();
+    if (sig_fd < 0) {
+        perror("signals");
         return 1;
     }
-    set_nonblock_cloexec(sig_pipe[0]);
-    set_nonblock_cloexec(sig_pipe[1]);
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
 
     // Bind first even when the DTU starts unreachable: the port must be known for "ready".
     int rc = listen_open(s);
     if (rc < 0) {
         fprintf(stderr, "e2m-hoymiles-sim: cannot listen on %s:%d: %s\n", s->host, s->port,
                 strerror(-rc));
-        close(sig_pipe[0]);
-        close(sig_pipe[1]);
+        sim_signals_close();
         return 1;
     }
-    s->dtu = hs_dtu_new(&s->cfg, mono_ms(), wall_ms());
-    if (!hs_dtu_reachable(s->dtu, mono_ms(), wall_ms())) {
+    s->dtu = hs_dtu_new(&s->cfg, sim_mono_ms(), sim_wall_ms());
+    if (!hs_dtu_reachable(s->dtu, sim_mono_ms(), sim_wall_ms())) {
         listen_close(s);
     }
-    out_line("ready port=%d", s->port);
+    sim_out("ready port=%d", s->port);
 
     int status = run(s);
 
@@ -738,7 +684,6 @@ int main(int argc, char **argv)
     }
     listen_close(s);
     hs_dtu_free(s->dtu);
-    close(sig_pipe[0]);
-    close(sig_pipe[1]);
+    sim_signals_close();
     return status;
 }

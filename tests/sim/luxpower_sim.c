@@ -6,20 +6,17 @@
 // luxpower_sim_model.c; this file moves bytes, keeps the clocks (heartbeats, broadcasts, value
 // evolution) and applies the one-shot faults to the next frame the model sends.
 #include "luxpower_sim.h"
+#include "sim_util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #define MAX_CLIENTS 8
@@ -46,62 +43,6 @@ struct sim {
     unsigned long connections, dropped;
     struct client clients[MAX_CLIENTS];
 };
-
-static int sig_pipe[2] = {-1, -1};
-
-static void out_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void out_line(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(stdout, fmt, ap);
-    va_end(ap);
-    fputc('\n', stdout);
-    fflush(stdout);
-}
-
-static int64_t clock_ms(clockid_t id)
-{
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t mono_ms(void)
-{
-    return clock_ms(CLOCK_MONOTONIC);
-}
-
-static int64_t wall_ms(void)
-{
-    return clock_ms(CLOCK_REALTIME);
-}
-
-static void on_signal(int sig)
-{
-    int saved = errno;
-    unsigned char b = (unsigned char)sig;
-    if (write(sig_pipe[1], &b, 1) < 0) {
-        // The pipe is full, so a wake-up is pending anyway.
-    }
-    errno = saved;
-}
-
-static void sleep_ms(int64_t ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
-}
-
-// ---- sockets ------------------------------------------------------------------------------
-
-static void set_nonblock_cloexec(int fd)
-{
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    fcntl(fd, F_SETFD, FD_CLOEXEC);
-}
 
 static int listen_open(struct sim *s)
 {
@@ -148,13 +89,13 @@ static int n_clients(const struct sim *s)
 static void send_all(struct sim *s, struct client *c, const uint8_t *buf, size_t len)
 {
     size_t off = 0;
-    int64_t give_up = mono_ms() + 1000;
+    int64_t give_up = sim_mono_ms() + 1000;
     while (c->fd >= 0 && off < len) {
         ssize_t n = send(c->fd, buf + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
             off += (size_t)n;
-        } else if (n < 0 && (errno == EAGAIN || errno == EINTR) && mono_ms() < give_up) {
-            sleep_ms(1);
+        } else if (n < 0 && (errno == EAGAIN || errno == EINTR) && sim_mono_ms() < give_up) {
+            sim_sleep_ms(1);
         } else {
             if (s->verbose)
                 fprintf(stderr, "e2m-luxpower-sim: info: client dropped on send\n");
@@ -190,9 +131,9 @@ static void emit(void *arg, const uint8_t *frame, size_t len)
             // Three pieces, SPLIT_GAP ms apart: the client must reassemble.
             size_t third = at / 3;
             send_all(s, c, buf, third);
-            sleep_ms(SPLIT_GAP);
+            sim_sleep_ms(SPLIT_GAP);
             send_all(s, c, buf + third, third);
-            sleep_ms(SPLIT_GAP);
+            sim_sleep_ms(SPLIT_GAP);
             send_all(s, c, buf + 2 * third, at - 2 * third);
         } else {
             send_all(s, c, buf, at);
@@ -203,7 +144,7 @@ static void emit(void *arg, const uint8_t *frame, size_t len)
 static void on_line(void *arg, const char *line)
 {
     (void)arg;
-    out_line("%s", line);
+    sim_out("%s", line);
 }
 
 static void client_accept(struct sim *s)
@@ -211,7 +152,7 @@ static void client_accept(struct sim *s)
     int fd = accept(s->listen_fd, NULL, NULL);
     if (fd < 0)
         return;
-    set_nonblock_cloexec(fd);
+    sim_nonblock_cloexec(fd);
     for (int i = 0; i < MAX_CLIENTS; i++) {
         if (s->clients[i].fd < 0) {
             s->clients[i].fd = fd;
@@ -251,7 +192,7 @@ static void client_read(struct sim *s, struct client *c)
             if (s->verbose)
                 fprintf(stderr, "e2m-luxpower-sim: debug: frame 0x%02x fn 0x%02x reg %u\n",
                         f.tcp_fn, f.fn, f.reg);
-            ls_request(s->model, &f, wall_ms());
+            ls_request(s->model, &f, sim_wall_ms());
         }
         memmove(c->rx, c->rx + used, c->rx_len - used);
         c->rx_len -= used;
@@ -310,68 +251,68 @@ static bool control_line(struct sim *s, char *line)
     if (!cmd || cmd[0] == '#')
         return true;
     if (strcmp(cmd, "quit") == 0) {
-        out_line("ok");
+        sim_out("ok");
         return false;
     }
     if (strcmp(cmd, "stats") == 0) {
         char *json = ls_stats_json(s->model);
         // The process's own counters join the model's.
         json[strlen(json) - 1] = '\0';
-        out_line("ok %s,\"connections\":%lu,\"clients\":%d}", json, s->connections, n_clients(s));
+        sim_out("ok %s,\"connections\":%lu,\"clients\":%d}", json, s->connections, n_clients(s));
         free(json);
         return true;
     }
     if (strcmp(cmd, "get") == 0) {
         uint16_t val;
         if (!table_of(a1) || !parse_uint(a2, LS_REGS - 1, &reg) ||
-            ls_get(s->model, table_of(a1), (unsigned)reg, wall_ms(), &val) < 0)
-            out_line("err usage: get input|holding REG");
+            ls_get(s->model, table_of(a1), (unsigned)reg, sim_wall_ms(), &val) < 0)
+            sim_out("err usage: get input|holding REG");
         else
-            out_line("ok %u", val);
+            sim_out("ok %u", val);
         return true;
     }
     if (strcmp(cmd, "set") == 0) {
         if (!table_of(a1) || !parse_uint(a2, LS_REGS - 1, &reg) || !parse_uint(a3, 65535, &v))
-            out_line("err usage: set input|holding REG VALUE");
+            sim_out("err usage: set input|holding REG VALUE");
         else if (ls_set(s->model, table_of(a1), (unsigned)reg, (uint16_t)v) < 0)
-            out_line("err cannot set");
+            sim_out("err cannot set");
         else
-            out_line("ok");
+            sim_out("ok");
         return true;
     }
     if (a2) {
-        out_line("err too many arguments");
+        sim_out("err too many arguments");
         return true;
     }
     if (strcmp(cmd, "heartbeat") == 0) {
-        ls_heartbeat(s->model, wall_ms());
-        out_line("ok");
+        ls_heartbeat(s->model, sim_wall_ms());
+        sim_out("ok");
     } else if (strcmp(cmd, "broadcast") == 0) {
         bool force = a1 && strcmp(a1, "force") == 0;
-        out_line(ls_broadcast(s->model, wall_ms(), force) ? "ok sent" : "ok silent");
+        sim_out(ls_broadcast(s->model, sim_wall_ms(), force) ? "ok sent" : "ok silent");
     } else if (strcmp(cmd, "cloud") == 0 && parse_onoff(a1, &on)) {
         ls_set_cloud(s->model, on);
-        out_line("ok");
+        sim_out("ok");
     } else if (strcmp(cmd, "combined") == 0 && parse_onoff(a1, &on)) {
         ls_set_combined(s->model, on);
-        out_line("ok");
+        sim_out("ok");
     } else if (strcmp(cmd, "freeze") == 0 && parse_onoff(a1, &on)) {
         ls_set_frozen(s->model, on);
-        out_line("ok");
+        sim_out("ok");
     } else if (strcmp(cmd, "protocol") == 0 && parse_uint(a1, 5, &v) &&
                (v == 1 || v == 2 || v == 5)) {
         ls_set_protocol(s->model, (uint16_t)v);
-        out_line("ok");
+        sim_out("ok");
     } else if (strcmp(cmd, "step") == 0) {
         unsigned long n = 1;
         if (a1 && !parse_uint(a1, 100000, &n)) {
-            out_line("err usage: step [SECONDS]");
+            sim_out("err usage: step [SECONDS]");
             return true;
         }
         ls_tick(s->model, (int64_t)n * 1000, true);
-        out_line("ok");
+        sim_out("ok");
     } else if (strcmp(cmd, "clients") == 0) {
-        out_line("ok %d", n_clients(s));
+        sim_out("ok %d", n_clients(s));
     } else if (strcmp(cmd, "fault") == 0 && a1) {
         static const char *const names[] = {"none", "badcrc", "split", "garbage", "stall"};
         if (strcmp(a1, "drop") == 0) {
@@ -380,19 +321,19 @@ static bool control_line(struct sim *s, char *line)
                     client_close(&s->clients[i]);
                     s->dropped++;
                 }
-            out_line("ok");
+            sim_out("ok");
             return true;
         }
         for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
             if (strcmp(a1, names[i]) == 0) {
                 s->fault = (enum fault)i;
-                out_line("ok");
+                sim_out("ok");
                 return true;
             }
         }
-        out_line("err usage: fault none|badcrc|split|garbage|stall|drop");
+        sim_out("err usage: fault none|badcrc|split|garbage|stall|drop");
     } else {
-        out_line("err unknown command");
+        sim_out("err unknown command");
     }
     return true;
 }
@@ -544,25 +485,20 @@ int main(int argc, char **argv)
                 strerror(-rc));
         return 1;
     }
-    if (pipe(sig_pipe) < 0) {
-        perror("e2m-luxpower-sim: pipe");
+    int sig_fd = sim_signals_open();
+    if (sig_fd < 0) {
+        perror("e2m-luxpower-sim: signals");
         return 1;
     }
-    set_nonblock_cloexec(sig_pipe[0]);
-    set_nonblock_cloexec(sig_pipe[1]);
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
 
-    s.model = ls_new(&s.cfg, wall_ms(), emit, on_line, &s);
+    s.model = ls_new(&s.cfg, sim_wall_ms(), emit, on_line, &s);
     if (!s.model)
         return 1;
-    int64_t now = mono_ms();
+    int64_t now = sim_mono_ms();
     s.next_tick = now + s.tick_ms;
     s.next_hb = now + s.cfg.hb_ms;
     s.next_bc = now + s.cfg.bc_ms;
-    out_line("ready port=%d", s.port);
+    sim_out("ready port=%d", s.port);
 
     bool stdin_open = true, running = true;
     char ctl[1024];
@@ -570,12 +506,12 @@ int main(int argc, char **argv)
     while (running) {
         struct pollfd pfd[3 + MAX_CLIENTS];
         int n = 0;
-        pfd[n++] = (struct pollfd){sig_pipe[0], POLLIN, 0};
+        pfd[n++] = (struct pollfd){sig_fd, POLLIN, 0};
         pfd[n++] = (struct pollfd){s.listen_fd, POLLIN, 0};
         pfd[n++] = (struct pollfd){stdin_open ? 0 : -1, POLLIN, 0};
         for (int i = 0; i < MAX_CLIENTS; i++)
             pfd[n++] = (struct pollfd){s.clients[i].fd, POLLIN, 0};
-        now = mono_ms();
+        now = sim_mono_ms();
         int64_t next = s.next_tick < s.next_hb ? s.next_tick : s.next_hb;
         next = next < s.next_bc ? next : s.next_bc;
         int timeout = next > now ? (int)(next - now) : 0;
@@ -606,7 +542,7 @@ int main(int argc, char **argv)
         for (int i = 0; i < MAX_CLIENTS; i++)
             if (s.clients[i].fd >= 0 && (pfd[3 + i].revents & (POLLIN | POLLHUP | POLLERR)))
                 client_read(&s, &s.clients[i]);
-        now = mono_ms();
+        now = sim_mono_ms();
         if (now >= s.next_tick) {
             ls_tick(s.model, s.tick_ms, false);
             s.next_tick += s.tick_ms;
@@ -614,19 +550,18 @@ int main(int argc, char **argv)
                 s.next_tick = now + s.tick_ms;
         }
         if (now >= s.next_hb) {
-            ls_heartbeat(s.model, wall_ms());
+            ls_heartbeat(s.model, sim_wall_ms());
             s.next_hb = now + s.cfg.hb_ms;
         }
         if (now >= s.next_bc) {
-            ls_broadcast(s.model, wall_ms(), false);
+            ls_broadcast(s.model, sim_wall_ms(), false);
             s.next_bc = now + s.cfg.bc_ms;
         }
     }
     for (int i = 0; i < MAX_CLIENTS; i++)
         client_close(&s.clients[i]);
     close(s.listen_fd);
-    close(sig_pipe[0]);
-    close(sig_pipe[1]);
+    sim_signals_close();
     ls_free(s.model);
     return 0;
 }

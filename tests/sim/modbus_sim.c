@@ -8,42 +8,18 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <modbus.h>
 
-static int sig_pipe[2] = {-1, -1};
-
-void sim_out(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(stdout, fmt, ap);
-    va_end(ap);
-    fputc('\n', stdout);
-    fflush(stdout);
-}
-
-static void on_signal(int sig)
-{
-    int saved = errno;
-    unsigned char b = (unsigned char)sig;
-    if (write(sig_pipe[1], &b, 1) < 0) {
-        // Nothing useful to do: the pipe is full, so a wake-up is pending anyway.
-    }
-    errno = saved;
-}
+static int sig_fd = -1; // readable: SIGTERM or SIGINT arrived
 
 // ---- Control channel --------------------------------------------------------------------
 
@@ -314,7 +290,7 @@ static int run_loop(struct sim *sim)
         }
         size_t n = 0;
         int64_t now = sim_mono_ms();
-        pfd[n] = (struct pollfd){.fd = sig_pipe[0], .events = POLLIN};
+        pfd[n] = (struct pollfd){.fd = sig_fd, .events = POLLIN};
         slot[n++] = (struct slot){.kind = SLOT_SIGNAL};
         if (sim->stdin_open) {
             pfd[n] = (struct pollfd){.fd = STDIN_FILENO, .events = POLLIN};
@@ -514,26 +490,6 @@ static void raise_fd_limit(void)
     }
 }
 
-static int install_signals(void)
-{
-    if (pipe(sig_pipe) < 0) {
-        return -1;
-    }
-    for (int k = 0; k < 2; k++) {
-        (void)sim_set_nonblock(sig_pipe[k]);
-        (void)fcntl(sig_pipe[k], F_SETFD, FD_CLOEXEC);
-    }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGTERM, &sa, NULL) < 0 || sigaction(SIGINT, &sa, NULL) < 0) {
-        return -1;
-    }
-    signal(SIGPIPE, SIG_IGN);
-    return 0;
-}
-
 static void teardown(struct sim *sim)
 {
     for (size_t i = 0; i < sim->n_conns; i++) {
@@ -560,12 +516,13 @@ static void teardown(struct sim *sim)
         }
     }
     int fds[] = {sim->pty_client_keep, sim->pty_master[0], sim->pty_master[1], sim->relay_wake[0],
-                 sim->relay_wake[1],   sig_pipe[0],        sig_pipe[1]};
+                 sim->relay_wake[1]};
     for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
         if (fds[i] >= 0) {
             close(fds[i]);
         }
     }
+    sim_signals_close();
     for (int i = 0; sim->devs && i < sim->count; i++) {
         sim_device_free(&sim->devs[i]);
     }
@@ -614,7 +571,8 @@ int main(int argc, char **argv)
         return 2;
     }
     raise_fd_limit();
-    if (install_signals() < 0) {
+    sig_fd = sim_signals_open();
+    if (sig_fd < 0) {
         perror("modbus-sim: signals");
         return 1;
     }

@@ -11,6 +11,8 @@
 
 #include <modbus.h>
 
+#include "sim_util.h"
+
 enum sim_table {
     SIM_TABLE_COIL,
     SIM_TABLE_DISCRETE,
@@ -75,9 +77,6 @@ struct sim_profile {
     void (*written)(struct sim_device *dev, enum sim_table table, int address, int count);
     void (*resync)(struct sim_device *dev); // reload accumulators from registers after `set`
 };
-
-// Prints one line on stdout and flushes it (tests read stdout through a pipe).
-void sim_out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 // ---- Profiles (modbus_sim_profiles.c) ---------------------------------------------------
 

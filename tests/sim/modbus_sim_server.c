@@ -33,26 +33,6 @@
 #include <time.h>
 #include <unistd.h>
 
-int64_t sim_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t sim_mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-int sim_set_nonblock(int fd)
-{
-    int fl = fcntl(fd, F_GETFL);
-    return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-}
-
 // ---- Requests ---------------------------------------------------------------------------
 
 // Length of the answer a real device would send, used to make garbage look plausible.
@@ -326,7 +306,7 @@ void sim_accept_client(struct sim *sim, int di)
     int one = 1;
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
-    if (sim_set_nonblock(fd) < 0) {
+    if (sim_nonblock_cloexec(fd) < 0) {
         close(fd);
         return;
     }
@@ -540,7 +520,7 @@ int sim_tcp_setup(struct sim *sim)
             return -1;
         }
         sim->listen_fd[i] = fd;
-        (void)sim_set_nonblock(fd);
+        (void)sim_nonblock_cloexec(fd);
         struct sockaddr_in sa;
         socklen_t sl = sizeof(sa);
         if (getsockname(fd, (struct sockaddr *)&sa, &sl) < 0) {

@@ -68,13 +68,6 @@ struct sim {
         }                                                                                          \
     } while (0)
 
-// Milliseconds of CLOCK_MONOTONIC.
-int64_t sim_mono_ms(void);
-// Microseconds of CLOCK_MONOTONIC (the clock of `served` lines and `--timestamps`).
-int64_t sim_mono_us(void);
-// Sets O_NONBLOCK; returns 0 or -1 with errno set.
-int sim_set_nonblock(int fd);
-
 // TCP: one libmodbus context and listening socket per device (ports sim->port + i, or free
 // ports when sim->port is 0); sets each device's label to its port. Returns 0 or -1.
 int sim_tcp_setup(struct sim *sim);

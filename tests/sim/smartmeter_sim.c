@@ -9,11 +9,9 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,40 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static int sig_pipe[2] = {-1, -1};
-
-void sm_out(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(stdout, fmt, ap);
-    va_end(ap);
-    fputc('\n', stdout);
-    fflush(stdout);
-}
-
-int64_t sm_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void on_signal(int sig)
-{
-    int saved = errno;
-    unsigned char b = (unsigned char)sig;
-    if (write(sig_pipe[1], &b, 1) < 0) {
-        // The pipe is full, so a wake-up is pending anyway.
-    }
-    errno = saved;
-}
-
-static void set_nonblock_cloexec(int fd)
-{
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    fcntl(fd, F_SETFD, FD_CLOEXEC);
-}
+static int sig_fd = -1; // readable: SIGTERM or SIGINT arrived
 
 // ---- Clients ----------------------------------------------------------------------------
 
@@ -200,7 +165,7 @@ static void client_accept(struct sm_sim *s)
     if (fd < 0) {
         return;
     }
-    set_nonblock_cloexec(fd);
+    sim_nonblock_cloexec(fd);
     if (s->fault == SM_FAULT_DROP) {
         close(fd);
         return;
@@ -238,15 +203,15 @@ static void client_line(struct sm_sim *s, struct sm_client *c, char *line)
         line[n - 1] = '\0';
     }
     if (line[0] == '!') {
-        sm_out("cmd !");
+        sim_out("cmd !");
         return;
     }
     if (s->fault == SM_FAULT_STALL) {
-        sm_out("cmd (stalled)");
+        sim_out("cmd (stalled)");
         return;
     }
     if (line[0] == '?') {
-        sm_out("cmd ?");
+        sim_out("cmd ?");
         sm_client_send(s, c, "Setup done");
         return;
     }
@@ -350,7 +315,7 @@ static void reboot_begin(struct sm_sim *s)
 {
     s->reboot_pending = false;
     s->rebooting = true;
-    s->reboot_until_ms = sm_now_ms() + 2 * (int64_t)s->tick_ms;
+    s->reboot_until_ms = sim_mono_ms() + 2 * (int64_t)s->tick_ms;
     sm_clients_drop(s);
     // Closing the listening socket makes new connections fail with "refused" meanwhile.
     if (s->listen_fd >= 0) {
@@ -358,7 +323,7 @@ static void reboot_begin(struct sm_sim *s)
         s->listen_fd = -1;
     }
     sm_mqtt_disconnect(s);
-    sm_out("reboot");
+    sim_out("reboot");
 }
 
 static void reboot_end(struct sm_sim *s)
@@ -367,11 +332,11 @@ static void reboot_end(struct sm_sim *s)
     if (rc < 0) {
         // The port is briefly unavailable; try again a little later.
         fprintf(stderr, "e2m-smartmeter-sim: reopening port %d: %s\n", s->port, strerror(-rc));
-        s->reboot_until_ms = sm_now_ms() + 100;
+        s->reboot_until_ms = sim_mono_ms() + 100;
         return;
     }
     s->rebooting = false;
-    sm_out("boot");
+    sim_out("boot");
 }
 
 void sm_relay_set(struct sm_sim *s, int on)
@@ -381,7 +346,7 @@ void sm_relay_set(struct sm_sim *s, int on)
         return;
     }
     s->relay = on;
-    sm_out("relay %d", on);
+    sim_out("relay %d", on);
     sm_mqtt_publish(s, "state/switch", on ? "true" : "false", true);
     sm_log(s, SM_LOG_INFO, "Switched %s", on ? "on" : "off");
 }
@@ -514,9 +479,9 @@ static int run(struct sm_sim *s)
     char ctl[4096];
     size_t ctl_len = 0;
     bool stdin_open = true;
-    int64_t next_tick = sm_now_ms() + s->tick_ms;
+    int64_t next_tick = sim_mono_ms() + s->tick_ms;
     for (;;) {
-        int64_t now = sm_now_ms();
+        int64_t now = sim_mono_ms();
         int64_t wake = next_tick;
         if (s->rebooting && s->reboot_until_ms < wake) {
             wake = s->reboot_until_ms;
@@ -527,7 +492,7 @@ static int run(struct sm_sim *s)
         }
         struct pollfd p[3 + SM_MAX_CLIENTS];
         int np = 0, idx_stdin = -1, idx_listen = -1, idx_client[SM_MAX_CLIENTS];
-        p[np++] = (struct pollfd){.fd = sig_pipe[0], .events = POLLIN};
+        p[np++] = (struct pollfd){.fd = sig_fd, .events = POLLIN};
         if (stdin_open) {
             idx_stdin = np;
             p[np++] = (struct pollfd){.fd = STDIN_FILENO, .events = POLLIN};
@@ -594,7 +559,7 @@ static int run(struct sm_sim *s)
         if (s->reboot_pending) {
             reboot_begin(s);
         }
-        now = sm_now_ms();
+        now = sim_mono_ms();
         if (s->rebooting && now >= s->reboot_until_ms) {
             reboot_end(s);
         }
@@ -649,17 +614,11 @@ int main(int argc, char **argv)
     s->energy_reset_ts = time(NULL) - 30 * 86400;
     s->energy_reset_ts -= s->energy_reset_ts % 86400;
 
-    signal(SIGPIPE, SIG_IGN);
-    if (pipe(sig_pipe) < 0) {
-        perror("pipe");
+    sig_fd = sim_signals_open();
+    if (sig_fd < 0) {
+        perror("signals");
         return 1;
     }
-    set_nonblock_cloexec(sig_pipe[0]);
-    set_nonblock_cloexec(sig_pipe[1]);
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
 
     int rc = listen_open(s);
     if (rc < 0) {
@@ -679,7 +638,7 @@ int main(int argc, char **argv)
         }
         mqtt_up = rc == 0;
     }
-    sm_out("ready tcp %d%s", s->port, mqtt_up ? " mqtt" : "");
+    sim_out("ready tcp %d%s", s->port, mqtt_up ? " mqtt" : "");
     s->ready = true;
 
     int status = run(s);
@@ -690,7 +649,6 @@ int main(int argc, char **argv)
     }
     sm_mqtt_stop(s);
     free(s->mqtt_host);
-    close(sig_pipe[0]);
-    close(sig_pipe[1]);
+    sim_signals_close();
     return status;
 }

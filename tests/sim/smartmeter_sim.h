@@ -17,6 +17,8 @@
 
 #include <jansson.h>
 
+#include "sim_util.h"
+
 #define SM_MAX_CLIENTS 3            // the firmware's MAX_CLIENTS
 #define SM_IN_MAX      4096         // input bytes buffered per client before a line is forced
 #define SM_OUT_MAX     (256 * 1024) // unsent output that makes us give up on a client
@@ -90,12 +92,6 @@ struct sm_sim {
 };
 
 // ---- smartmeter_sim.c --------------------------------------------------------------------
-
-// Writes one line (a newline is added) to stdout and flushes it.
-void sm_out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-// Monotonic milliseconds.
-int64_t sm_now_ms(void);
 
 // Sends `payload` as one "Info:<payload>\r\n" line to a client, honouring the fault mode.
 void sm_client_send(struct sm_sim *s, struct sm_client *c, const char *payload);

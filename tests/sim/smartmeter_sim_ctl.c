@@ -29,24 +29,24 @@ static void cmd_set(struct sm_sim *s, char **arg, int nargs)
     int n = nargs - 1;
     double v[3];
     if (!(power || energy || voltage || (relay && s->type == SM_POWERMETER)) || n < 1) {
-        sm_out("err usage: set power|voltage|energy|relay <value...>");
+        sim_out("err usage: set power|voltage|energy|relay <value...>");
         return;
     }
     if ((power || voltage) && n == 1 && strcmp(arg[1], "auto") == 0) {
         *(power ? &s->m.power_pinned : &s->m.voltage_pinned) = false;
-        sm_out("ok");
+        sim_out("ok");
         return;
     }
     bool per_phase = s->type == SM_SMARTMETER && (power || energy) && n == 3;
     if ((n != 1 && !per_phase) || parse_doubles(arg + 1, n, v) < 0) {
-        sm_out("err bad value(s) for %s", what);
+        sim_out("err bad value(s) for %s", what);
         return;
     }
     if (relay) {
         sm_relay_set(s, v[0] != 0);
     } else if (voltage) {
         if (v[0] <= 0 || v[0] >= 1000) {
-            sm_out("err voltage out of range");
+            sim_out("err voltage out of range");
             return;
         }
         for (int p = 0; p < 3; p++) {
@@ -57,7 +57,7 @@ static void cmd_set(struct sm_sim *s, char **arg, int nargs)
         // One value on the SmartMeter is the total, shared equally by the phases.
         for (int p = 0; p < n; p++) {
             if (v[p] < 0) {
-                sm_out("err %s must not be negative", what);
+                sim_out("err %s must not be negative", what);
                 return;
             }
         }
@@ -71,7 +71,7 @@ static void cmd_set(struct sm_sim *s, char **arg, int nargs)
         }
         s->m.power_pinned |= power;
     }
-    sm_out("ok");
+    sim_out("ok");
 }
 
 static void cmd_get(struct sm_sim *s, char **arg, int nargs)
@@ -83,18 +83,18 @@ static void cmd_get(struct sm_sim *s, char **arg, int nargs)
         v += s->m.voltage[i] / s->m.phases;
     }
     if (strcmp(what, "relay") == 0 && s->type == SM_POWERMETER) {
-        sm_out("ok %d", s->relay);
+        sim_out("ok %d", s->relay);
     } else if (strcmp(what, "energy") == 0 && s->type == SM_SMARTMETER) {
-        sm_out("ok %.4f %.4f %.4f %.4f", sm_energy_total(s), s->m.energy[0], s->m.energy[1],
-               s->m.energy[2]);
+        sim_out("ok %.4f %.4f %.4f %.4f", sm_energy_total(s), s->m.energy[0], s->m.energy[1],
+                s->m.energy[2]);
     } else if (strcmp(what, "energy") == 0) {
-        sm_out("ok %.4f", s->m.energy[0]);
+        sim_out("ok %.4f", s->m.energy[0]);
     } else if (strcmp(what, "power") == 0) {
-        sm_out("ok %.3f", p);
+        sim_out("ok %.3f", p);
     } else if (strcmp(what, "voltage") == 0) {
-        sm_out("ok %.3f", v);
+        sim_out("ok %.3f", v);
     } else {
-        sm_out("err usage: get relay|energy|power|voltage");
+        sim_out("err usage: get relay|energy|power|voltage");
     }
 }
 
@@ -121,7 +121,7 @@ bool sm_control_line(struct sm_sim *s, char *line)
             f++;
         }
         if (n != 2 || f == 5) {
-            sm_out("err usage: fault none|stall|garbage|drop|silent");
+            sim_out("err usage: fault none|stall|garbage|drop|silent");
             return true;
         }
         s->fault = (enum sm_fault)f;
@@ -129,23 +129,23 @@ bool sm_control_line(struct sm_sim *s, char *line)
             sm_clients_drop(s);
             sm_mqtt_disconnect(s);
         }
-        sm_out("ok");
+        sim_out("ok");
     } else if (strcmp(cmd, "freeze") == 0 || strcmp(cmd, "run") == 0) {
         s->frozen = cmd[0] == 'f';
-        sm_out("ok");
+        sim_out("ok");
     } else if (strcmp(cmd, "step") == 0) {
         long k = n > 1 ? strtol(arg[1], NULL, 10) : 1;
         for (long i = 0; i < k && i < 100000; i++) {
             sm_meter_step(s, s->tick_ms / 1000.0);
         }
-        sm_out("ok");
+        sim_out("ok");
     } else if (strcmp(cmd, "clients") == 0) {
-        sm_out("ok %d", sm_client_count(s));
+        sim_out("ok %d", sm_client_count(s));
     } else if (strcmp(cmd, "quit") == 0) {
-        sm_out("ok");
+        sim_out("ok");
         return false;
     } else {
-        sm_out("err unknown command %s", cmd);
+        sim_out("err unknown command %s", cmd);
     }
     return true;
 }

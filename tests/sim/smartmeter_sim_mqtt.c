@@ -36,7 +36,7 @@ static void try_connect(struct sm_sim *s)
     o.keepAliveInterval = 15; // PubSubClient's default; no will, like the firmware
     o.cleansession = 1;
     o.connectTimeout = 2;
-    int64_t now = sm_now_ms();
+    int64_t now = sim_mono_ms();
     if (MQTTClient_connect(m->client, &o) != MQTTCLIENT_SUCCESS) {
         m->next_retry_ms = now + (int64_t)RETRY_DEVSEC * s->tick_ms;
         return;
@@ -53,7 +53,7 @@ static void try_connect(struct sm_sim *s)
     }
     m->next_sample_ms = now + (int64_t)(s->publish_interval * 1000.0);
     if (s->ready) {
-        sm_out("mqtt up");
+        sim_out("mqtt up");
     }
 }
 
@@ -94,9 +94,9 @@ static void lost(struct sm_sim *s)
 {
     struct sm_mqtt *m = s->mqtt;
     m->connected = false;
-    m->next_retry_ms = sm_now_ms() + (int64_t)RETRY_DEVSEC * s->tick_ms;
+    m->next_retry_ms = sim_mono_ms() + (int64_t)RETRY_DEVSEC * s->tick_ms;
     sm_log(s, SM_LOG_INFO, "MQTT disconnected from %s", s->mqtt_host);
-    sm_out("mqtt down");
+    sim_out("mqtt down");
 }
 
 void sm_mqtt_disconnect(struct sm_sim *s)
@@ -108,7 +108,7 @@ void sm_mqtt_disconnect(struct sm_sim *s)
     if (m->connected) {
         MQTTClient_disconnect(m->client, 100);
         m->connected = false;
-        sm_out("mqtt down");
+        sim_out("mqtt down");
     }
     m->next_retry_ms = 0; // reconnect as soon as the fault or the reboot is over
 }
@@ -133,7 +133,7 @@ void sm_mqtt_poll(struct sm_sim *s)
     if (!m) {
         return;
     }
-    int64_t now = sm_now_ms();
+    int64_t now = sim_mono_ms();
     if (m->connected && !MQTTClient_isConnected(m->client)) {
         lost(s);
     }
@@ -170,7 +170,7 @@ void sm_mqtt_poll(struct sm_sim *s)
         free(t);
         free(payload);
     }
-    now = sm_now_ms();
+    now = sim_mono_ms();
     if (m->connected && s->publish_interval >= 0 && now >= m->next_sample_ms) {
         m->next_sample_ms = now + (int64_t)(s->publish_interval * 1000.0);
         if (s->fault != SM_FAULT_STALL) {
@@ -195,7 +195,7 @@ int sm_mqtt_timeout(const struct sm_sim *s)
     if (!allowed(s)) {
         return 1000; // nothing to do until the fault or the reboot ends
     }
-    int64_t left = m->next_retry_ms - sm_now_ms();
+    int64_t left = m->next_retry_ms - sim_mono_ms();
     return left < 0 ? 0 : left > 1000 ? 1000 : (int)left;
 }
 

@@ -555,7 +555,7 @@ static void trace_cmd(const char *name)
         buf[n] = ch > ' ' && ch < 0x7F ? (char)ch : '?';
     }
     buf[n] = '\0';
-    sm_out("cmd %s", n ? buf : "?");
+    sim_out("cmd %s", n ? buf : "?");
 }
 
 json_t *sm_handle_command(struct sm_sim *s, int origin, const char *line, char **raw)
@@ -573,7 +573,7 @@ json_t *sm_handle_command(struct sm_sim *s, int origin, const char *line, char *
     json_error_t err;
     json_t *req = json_loads(buf, JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK, &err);
     if (!req) {
-        sm_out("cmd (invalid)");
+        sim_out("cmd (invalid)");
         for (size_t i = 0; i < n && i < 30; i++) {
             if (strchr("\r\n\"{}", buf[i])) {
                 buf[i] = '_';
@@ -597,7 +597,7 @@ json_t *sm_handle_command(struct sm_sim *s, int origin, const char *line, char *
     const char *cmd = json_string_value(json_object_get(req, "cmd"));
     if (!cmd) {
         if (req) {
-            sm_out("cmd (none)");
+            sim_out("cmd (none)");
         }
         set_str(rep, "msg",
                 s->type == SM_SMARTMETER

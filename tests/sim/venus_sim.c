@@ -9,16 +9,13 @@
 // One thread: poll() on stdin and a signal self-pipe with a short timeout, then paho's
 // synchronous client is polled with a zero timeout (no callbacks, so paho starts no thread).
 #include "venus_sim.h"
+#include "sim_util.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <MQTTClient.h>
@@ -55,43 +52,6 @@ struct sim {
     bool stdin_open;
 };
 
-static int signal_pipe[2] = {-1, -1};
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    int saved = errno;
-    ssize_t w = write(signal_pipe[1], "x", 1);
-    (void)w;
-    errno = saved;
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void say(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    putchar('\n');
-    fflush(stdout);
-}
-
 static const char *prefix_name(int bit)
 {
     return bit == 1 ? "hame_energy" : "marstek_energy";
@@ -106,7 +66,7 @@ static void try_connect(struct sim *s)
     o.cleansession = 1;
     o.connectTimeout = 2;
     if (MQTTClient_connect(s->client, &o) != MQTTCLIENT_SUCCESS) {
-        s->next_retry_ms = mono_ms() + 1000;
+        s->next_retry_ms = sim_mono_ms() + 1000;
         return;
     }
     for (int bit = 1; bit <= 2; bit <<= 1) {
@@ -128,23 +88,23 @@ static void publish(struct sim *s, const char *topic, const char *payload)
 // A request from the App topic `topic` (already known to be ours).
 static void on_request(struct sim *s, const char *topic, const char *payload)
 {
-    int64_t now = mono_ms();
+    int64_t now = sim_mono_ms();
     if (s->requests && (s->min_gap_ms < 0 || now - s->last_request_ms < s->min_gap_ms))
         s->min_gap_ms = now - s->last_request_ms;
     s->last_request_ms = now;
     s->requests++;
-    say("request %s", payload);
+    sim_out("request %s", payload);
     if (s->silent) {
         s->silent_requests++;
         return;
     }
     char reply[VS_REPLY_MAX];
-    enum vs_outcome r = vs_request(&s->dev, payload, wall_ms(), reply, sizeof(reply));
+    enum vs_outcome r = vs_request(&s->dev, payload, sim_wall_ms(), reply, sizeof(reply));
     switch (r) {
-    case VS_WRITE: say("write %s", payload); break;
-    case VS_REFUSED: say("refused %s", payload); break;
+    case VS_WRITE: sim_out("write %s", payload); break;
+    case VS_REFUSED: sim_out("refused %s", payload); break;
     case VS_FORBIDDEN:
-        say("forbidden %s", payload);
+        sim_out("forbidden %s", payload);
         fprintf(stderr, "forbidden request %s\n", payload);
         break;
     default: break;
@@ -153,7 +113,7 @@ static void on_request(struct sim *s, const char *topic, const char *payload)
         return;
     if (s->pending) {
         s->dropped++; // the relay forwards one answer per request window
-        say("dropped %s", payload);
+        sim_out("dropped %s", payload);
         return;
     }
     // device topic = the request's topic with App -> device
@@ -180,14 +140,14 @@ static void mqtt_poll(struct sim *s)
 {
     if (s->connected && !MQTTClient_isConnected(s->client)) {
         s->connected = false;
-        s->next_retry_ms = mono_ms() + 1000;
-        say("mqtt down");
+        s->next_retry_ms = sim_mono_ms() + 1000;
+        sim_out("mqtt down");
     }
     if (!s->connected) {
-        if (mono_ms() >= s->next_retry_ms) {
+        if (sim_mono_ms() >= s->next_retry_ms) {
             try_connect(s);
             if (s->connected)
-                say("mqtt up");
+                sim_out("mqtt up");
         }
         return;
     }
@@ -198,8 +158,8 @@ static void mqtt_poll(struct sim *s)
         int rc = MQTTClient_receive(s->client, &topic, &tlen, &msg, 0);
         if (rc != MQTTCLIENT_SUCCESS && rc != MQTTCLIENT_TOPICNAME_TRUNCATED) {
             s->connected = false;
-            s->next_retry_ms = mono_ms() + 1000;
-            say("mqtt down");
+            s->next_retry_ms = sim_mono_ms() + 1000;
+            sim_out("mqtt down");
             return;
         }
         if (!msg) {
@@ -228,29 +188,29 @@ static void control(struct sim *s, const char *line, bool *quit)
     if (got < 1 || cmd[0] == '#')
         return;
     if (strcmp(cmd, "quit") == 0) {
-        say("ok");
+        sim_out("ok");
         *quit = true;
         return;
     }
     if (strcmp(cmd, "silent") == 0) {
         if (got != 2 || (strcmp(a, "on") != 0 && strcmp(a, "off") != 0)) {
-            say("err usage: silent on|off");
+            sim_out("err usage: silent on|off");
             return;
         }
         s->silent = strcmp(a, "on") == 0;
         if (s->silent)
             s->pending = false; // an answer on its way is lost too
-        say("ok");
+        sim_out("ok");
         return;
     }
     if (strcmp(cmd, "delay") == 0) {
         int ms = atoi(a);
         if (got != 2 || ms < 0 || ms > 900) {
-            say("err usage: delay <0..900 ms>");
+            sim_out("err usage: delay <0..900 ms>");
             return;
         }
         s->delay_ms = ms;
-        say("ok");
+        sim_out("ok");
         return;
     }
     if (strcmp(cmd, "stats") == 0) {
@@ -259,18 +219,19 @@ static void control(struct sim *s, const char *line, bool *quit)
             snprintf(gap, sizeof(gap), "null");
         else
             snprintf(gap, sizeof(gap), "%lld", (long long)s->min_gap_ms);
-        say("ok {\"requests\":%lu,\"replies\":%lu,\"dropped\":%lu,\"silent\":%lu,\"writes\":%lu,"
+        sim_out(
+            "ok {\"requests\":%lu,\"replies\":%lu,\"dropped\":%lu,\"silent\":%lu,\"writes\":%lu,"
             "\"refused\":%lu,\"forbidden\":%lu,\"clock\":%lu,\"min_gap_ms\":%s}",
             s->requests, s->replies, s->dropped, s->silent_requests, s->dev.writes, s->dev.refused,
             s->dev.forbidden, s->dev.clock_sets, gap);
         return;
     }
     char out[VS_REPLY_MAX];
-    if (vs_control(&s->dev, line, wall_ms(), out, sizeof(out))) {
-        say("%s", out);
+    if (vs_control(&s->dev, line, sim_wall_ms(), out, sizeof(out))) {
+        sim_out("%s", out);
         return;
     }
-    say("err unknown command '%s'", cmd);
+    sim_out("err unknown command '%s'", cmd);
 }
 
 static void read_stdin(struct sim *s, bool *quit)
@@ -365,18 +326,13 @@ int main(int argc, char **argv)
     if (!have_mqtt)
         return usage(argv[0]);
 
-    if (pipe(signal_pipe) < 0) {
-        perror("pipe");
+    int sig_fd = sim_signals_open();
+    if (sig_fd < 0) {
+        perror("signals");
         return 1;
     }
-    fcntl(signal_pipe[1], F_SETFL, O_NONBLOCK);
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
 
-    vs_init(&s.dev, s.type, month_base, wall_ms());
+    vs_init(&s.dev, s.type, month_base, sim_wall_ms());
     char uri[128], id[64];
     snprintf(uri, sizeof(uri), "tcp://%s:%d", s.host, s.port);
     snprintf(id, sizeof(id), "e2m-venus-sim-%s", s.mac);
@@ -391,13 +347,13 @@ int main(int argc, char **argv)
         MQTTClient_destroy(&s.client);
         return 1;
     }
-    say("ready mqtt %s %s", s.type, s.mac);
+    sim_out("ready mqtt %s %s", s.type, s.mac);
     s.stdin_open = true;
-    s.next_tick_ms = mono_ms() + s.tick_ms;
+    s.next_tick_ms = sim_mono_ms() + s.tick_ms;
 
     bool quit = false;
     while (!quit) {
-        struct pollfd fds[2] = {{.fd = signal_pipe[0], .events = POLLIN},
+        struct pollfd fds[2] = {{.fd = sig_fd, .events = POLLIN},
                                 {.fd = s.stdin_open ? STDIN_FILENO : -1, .events = POLLIN}};
         int n = poll(fds, 2, POLL_MS);
         if (n < 0 && errno != EINTR)
@@ -407,7 +363,7 @@ int main(int argc, char **argv)
         if (n > 0 && (fds[1].revents & (POLLIN | POLLHUP)))
             read_stdin(&s, &quit);
         mqtt_poll(&s);
-        int64_t now = mono_ms();
+        int64_t now = sim_mono_ms();
         if (s.pending && now >= s.pending_due) {
             s.pending = false;
             publish(&s, s.pending_topic, s.pending_reply);
@@ -415,7 +371,7 @@ int main(int argc, char **argv)
         }
         if (now >= s.next_tick_ms) {
             if (!s.statics)
-                vs_tick(&s.dev, s.tick_ms / 1000.0, wall_ms());
+                vs_tick(&s.dev, s.tick_ms / 1000.0, sim_wall_ms());
             s.next_tick_ms += s.tick_ms;
             if (s.next_tick_ms < now)
                 s.next_tick_ms = now + s.tick_ms;
@@ -424,7 +380,6 @@ int main(int argc, char **argv)
     if (s.connected)
         MQTTClient_disconnect(s.client, 200);
     MQTTClient_destroy(&s.client);
-    close(signal_pipe[0]);
-    close(signal_pipe[1]);
+    sim_signals_close();
     return 0;
 }
