@@ -173,7 +173,7 @@ static int read_reg(struct loader *L, const struct node *n, const char *path, st
     if (rd_str(r, n, path, "type", &tyname) > 0 && regmap_type_parse(tyname, &type) < 0) {
         diag_at(r->d, r->file, tnode, rd_key(r, path, "type"),
                 "expected u16, s16, u32, s32, u64, s64, float32, float64, u8, s8, bool, "
-                "string or time_hm, got '%s'",
+                "string, time_hm or time_hhmm, got '%s'",
                 tyname);
         return -1;
     }
@@ -672,10 +672,11 @@ static void read_entity(struct loader *L, struct entity *e, const struct node *n
     if (e->component == COMP_TEXT) {
         read_pattern(L, e, n, path);
         if (e->source != SRC_NONE && !(e->source == SRC_FIELD && e->text) &&
-            !(e->source == SRC_REGISTER && e->reg.fmt.type == REG_TIME_HM))
+            !(e->source == SRC_REGISTER &&
+              (e->reg.fmt.type == REG_TIME_HM || e->reg.fmt.type == REG_TIME_HHMM)))
             diag_at(r->d, r->file, n, path,
-                    "a text entity needs a text field of the driver or a time_hm register (it "
-                    "is written as text)");
+                    "a text entity needs a text field of the driver or a time_hm or time_hhmm "
+                    "register (it is written as text)");
     }
     if (e->text && ((e->component != COMP_SENSOR && e->component != COMP_TEXT) || e->scale != 1 ||
                     e->offset != 0 || e->state_class || e->unit))

@@ -13,7 +13,8 @@
 //   Truncation to out_size - 1 happens before trimming, so a cut never leaves a trailing
 //   space.
 // - A time_hm register decodes to "HH:MM" even when its bytes are no valid time ("25:61"): the
-//   reading is shown as it is. Only writes check the range.
+//   reading is shown as it is. Only writes check the range. The same holds for time_hhmm,
+//   except its "unset" value 60, which would otherwise read as the nonsense time 00:60.
 // - Encoding u8/s8 puts the value in its byte and zero in the other one; a caller that must
 //   preserve the other byte merges it in itself (as with regmap_apply_bit for bits). REG_BOOL
 //   encodes as 0 or 1 regardless of byte order, matching how it decodes.
@@ -37,9 +38,10 @@
 
 #include "mem.h"
 
-#define REG_TYPE_COUNT   (REG_TIME_HM + 1)
+#define REG_TYPE_COUNT   (REG_TIME_HHMM + 1)
 #define STRING_WORDS_MAX 64
 #define ADDRESS_LIMIT    65536u
+#define HHMM_UNSET       60 // a time_hhmm some firmware stores for "no time" (not 00:60)
 
 struct type_info {
     const char *name;
@@ -65,6 +67,7 @@ static const struct type_info type_infos[REG_TYPE_COUNT] = {
     [REG_BOOL] = {"bool", 1, 1, true, 0, 1.0},
     [REG_STRING] = {"string", 0, 0, false, 0, 0},
     [REG_TIME_HM] = {"time_hm", 1, 0, false, 0, 0},
+    [REG_TIME_HHMM] = {"time_hhmm", 1, 0, false, 0, 0},
 };
 
 static bool type_valid(enum reg_type type)
@@ -187,7 +190,7 @@ bool regmap_type_is_integer(enum reg_type type)
 
 bool regmap_type_is_text(enum reg_type type)
 {
-    return type == REG_STRING || type == REG_TIME_HM;
+    return type == REG_STRING || type == REG_TIME_HM || type == REG_TIME_HHMM;
 }
 
 void regmap_type_range(enum reg_type type, double *min, double *max)
@@ -262,6 +265,13 @@ size_t regmap_decode_string(const struct reg_format *f, const uint16_t *regs, ch
     if (f->type == REG_TIME_HM) {
         uint16_t r = reg_fix(f, regs[0]);
         int n = snprintf(out, out_size, "%02u:%02u", (unsigned)(r >> 8), (unsigned)(r & 0xff));
+        return n < 0 ? 0 : (size_t)n < out_size ? (size_t)n : out_size - 1;
+    }
+    if (f->type == REG_TIME_HHMM) {
+        uint16_t r = reg_fix(f, regs[0]);
+        int n = r == HHMM_UNSET ? snprintf(out, out_size, "--:--")
+                                : snprintf(out, out_size, "%02u:%02u", (unsigned)(r / 100),
+                                           (unsigned)(r % 100));
         return n < 0 ? 0 : (size_t)n < out_size ? (size_t)n : out_size - 1;
     }
 
@@ -350,7 +360,7 @@ static int time_part(const char *s, size_t min_len, size_t max_len, const char *
 
 int regmap_encode_text(const struct reg_format *f, const char *text, uint16_t *regs)
 {
-    if (!format_valid(f) || !regs || !text || f->type != REG_TIME_HM)
+    if (!format_valid(f) || !regs || !text || (f->type != REG_TIME_HM && f->type != REG_TIME_HHMM))
         return -EINVAL;
     const char *p = text;
     int hour = time_part(p, 1, 2, &p);
@@ -361,7 +371,10 @@ int regmap_encode_text(const struct reg_format *f, const char *text, uint16_t *r
         return -EINVAL;
     if (hour > 23 || minute > 59)
         return -ERANGE;
-    regs[0] = reg_fix(f, (uint16_t)(hour << 8 | minute));
+    if (f->type == REG_TIME_HHMM)
+        regs[0] = reg_fix(f, (uint16_t)(hour * 100 + minute));
+    else
+        regs[0] = reg_fix(f, (uint16_t)(hour << 8 | minute));
     return 0;
 }
 

@@ -26,9 +26,10 @@ enum reg_type {
     REG_F64,
     REG_U8, // one byte of one register, chosen by `byte`
     REG_S8,
-    REG_BOOL,    // a coil or discrete input (bit tables); one "register" holding 0 or 1
-    REG_STRING,  // ASCII, two characters per register, `words` registers, NULs/spaces trimmed
-    REG_TIME_HM, // a time of day in one register: hour in the high byte, minute in the low one
+    REG_BOOL,      // a coil or discrete input (bit tables); one "register" holding 0 or 1
+    REG_STRING,    // ASCII, two characters per register, `words` registers, NULs/spaces trimmed
+    REG_TIME_HM,   // a time of day in one register: hour in the high byte, minute in the low one
+    REG_TIME_HHMM, // a time of day in one register as the decimal number hour * 100 + minute
 };
 
 enum reg_order { REG_ORDER_BIG = 0, REG_ORDER_LITTLE = 1 };
@@ -46,12 +47,14 @@ struct reg_format {
 // bit = -1. Returns -EINVAL for a string without a valid word count.
 int regmap_format_init(struct reg_format *f, enum reg_type type, uint8_t string_words);
 
-// "u16" "s16" "u32" "s32" "u64" "s64" "float32" "float64" "u8" "s8" "bool" "string".
+// "u16" "s16" "u32" "s32" "u64" "s64" "float32" "float64" "u8" "s8" "bool" "string" "time_hm"
+// "time_hhmm".
 int regmap_type_parse(const char *name, enum reg_type *out);
 const char *regmap_type_name(enum reg_type type);
 // Whether the type is an integer type (u*, s*, bool), i.e. writable values must be whole.
 bool regmap_type_is_integer(enum reg_type type);
-// Whether values of the type are text (string, time_hm): decoded with regmap_decode_string.
+// Whether values of the type are text (string, time_hm, time_hhmm): decoded with
+// regmap_decode_string.
 bool regmap_type_is_text(enum reg_type type);
 // Smallest and largest raw value the type can hold (for write range checks).
 void regmap_type_range(enum reg_type type, double *min, double *max);
@@ -62,14 +65,17 @@ void regmap_type_range(enum reg_type type, double *min, double *max);
 int regmap_decode(const struct reg_format *f, const uint16_t *regs, double *out);
 // Decodes a text type into `out`: a REG_STRING NUL-terminated, trailing NULs and spaces
 // trimmed, non-printable bytes replaced by '?'; a REG_TIME_HM as "HH:MM" (the bytes as they
-// are, even when they are no valid time, e.g. "25:61"). Returns the length.
+// are, even when they are no valid time, e.g. "25:61"); a REG_TIME_HHMM as "HH:MM" from
+// value / 100 and value % 100 (as they are, e.g. "24:75"), except 60, which some firmware
+// stores for "no time set": it is "--:--". Returns the length.
 size_t regmap_decode_string(const struct reg_format *f, const uint16_t *regs, char *out,
                             size_t out_size);
 // Encodes a raw number into `f->words` registers for a write. Integers must be whole and in
 // the type's range (-ERANGE otherwise); floats are converted. Bit formats are not encoded
 // here (see regmap_apply_bit). Returns 0 or a negative errno.
 int regmap_encode(const struct reg_format *f, double raw, uint16_t *regs);
-// Encodes a text for a write: a REG_TIME_HM from "H:MM" or "HH:MM" (00:00 to 23:59). Returns 0,
+// Encodes a text for a write: a REG_TIME_HM or REG_TIME_HHMM from "H:MM" or "HH:MM" (00:00 to
+// 23:59). Returns 0,
 // -ERANGE for a time out of range, or -EINVAL for other text or types (strings are not
 // written).
 int regmap_encode_text(const struct reg_format *f, const char *text, uint16_t *regs);

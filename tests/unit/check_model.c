@@ -160,7 +160,7 @@ static const struct rule_case rules[] = {
      "  - id: a\n"
      "    register: {table: input, address: 0, type: int16}\n",
      {"7:48: entities[0].register.type: expected u16, s16, u32, s32, u64, s64, float32, float64, "
-      "u8, s8, bool, string or time_hm, got 'int16'"}},
+      "u8, s8, bool, string, time_hm or time_hhmm, got 'int16'"}},
     {"bool on holding",
      "  - id: a\n"
      "    register: {table: holding, address: 0, type: bool}\n",
@@ -326,8 +326,8 @@ static const struct rule_case rules[] = {
      "  - id: a\n"
      "    component: text\n"
      "    register: {table: holding, address: 0}\n",
-     {"6:5: entities[0]: a text entity needs a text field of the driver or a time_hm register (it "
-      "is written as text)"}},
+     {"6:5: entities[0]: a text entity needs a text field of the driver or a time_hm or "
+      "time_hhmm register (it is written as text)"}},
     {"text entity on a read-only time_hm",
      "  - id: a\n"
      "    component: text\n"
@@ -399,8 +399,8 @@ static const struct rule_case rules[] = {
      "  - id: a\n"
      "    component: text\n"
      "    field: slot1_power\n",
-     {"6:5: entities[0]: a text entity needs a text field of the driver or a time_hm register (it "
-      "is written as text)"}},
+     {"6:5: entities[0]: a text entity needs a text field of the driver or a time_hm or "
+      "time_hhmm register (it is written as text)"}},
     {"text: no device class",
      "model: m\nmanufacturer: T\nname: T\ndriver: venus\nentities:\n"
      "  - id: a\n"

@@ -355,7 +355,7 @@ START_TEST(test_string_misuse)
 }
 END_TEST
 
-// ---- Times of day (time_hm) -----------------------------------------------------------------
+// ---- Times of day (time_hm, time_hhmm) ----------------------------------------------------
 
 static const struct time_case {
     int bo;
@@ -388,6 +388,63 @@ START_TEST(test_time_hm)
         ck_assert_uint_eq(back, c->reg);
     else
         ck_assert_uint_eq(back, 0x5a5a);
+}
+END_TEST
+
+// GivEnergy slots: the decimal number hour * 100 + minute.
+static const struct time_case hhmm_cases[] = {
+    {BIG, 1730, "17:30", 0},
+    {BIG, 0, "00:00", 0},
+    {BIG, 2359, "23:59", 0},
+    {BIG, 5, "00:05", 0},
+    {BIG, 130, "01:30", 0},
+    {BIG, 60, "--:--", -EINVAL},   // the "unset" value some firmware stores, not 00:60
+    {BIG, 2400, "24:00", -ERANGE}, // garbage shows as it is and cannot be written back
+    {BIG, 1275, "12:75", -ERANGE},
+    {BIG, 65535, "655:35", -EINVAL},
+    {LITTLE, 0xC206, "17:30", 0}, // 1730 = 0x06C2 with its bytes swapped
+};
+
+START_TEST(test_time_hhmm)
+{
+    const struct time_case *c = &hhmm_cases[_i];
+    struct reg_format f;
+    ck_assert_int_eq(regmap_format_init(&f, REG_TIME_HHMM, 0), 0);
+    ck_assert_uint_eq(f.words, 1);
+    f.byte_order = (uint8_t)c->bo;
+    char out[16];
+    ck_assert_uint_eq(regmap_decode_string(&f, &c->reg, out, sizeof out), strlen(c->text));
+    ck_assert_str_eq(out, c->text);
+    uint16_t back = 0x5a5a;
+    ck_assert_int_eq(regmap_encode_text(&f, c->text, &back), c->encode_rc);
+    if (c->encode_rc == 0)
+        ck_assert_uint_eq(back, c->reg);
+    else
+        ck_assert_uint_eq(back, 0x5a5a);
+}
+END_TEST
+
+START_TEST(test_time_hhmm_text)
+{
+    struct reg_format f;
+    ck_assert_int_eq(regmap_format_init(&f, REG_TIME_HHMM, 0), 0);
+    uint16_t r = 0;
+    ck_assert_int_eq(regmap_encode_text(&f, "7:05", &r), 0);
+    ck_assert_uint_eq(r, 705);
+    ck_assert_int_eq(regmap_encode_text(&f, "00:60", &r), -ERANGE);
+    ck_assert_int_eq(regmap_encode_text(&f, "24:00", &r), -ERANGE);
+    ck_assert_int_eq(regmap_encode_text(&f, "1730", &r), -EINVAL);
+    ck_assert_int_eq(regmap_encode_text(&f, "--:--", &r), -EINVAL);
+    double v = 1;
+    ck_assert_int_eq(regmap_decode(&f, &r, &v), -EINVAL);
+    ck_assert_int_eq(regmap_encode(&f, 1730, &r), -EINVAL);
+    ck_assert(regmap_type_is_text(REG_TIME_HHMM) && !regmap_type_is_integer(REG_TIME_HHMM));
+    ck_assert_str_eq(regmap_type_name(REG_TIME_HHMM), "time_hhmm");
+    // A short buffer still ends in a NUL.
+    r = 1730;
+    char small[3];
+    ck_assert_uint_eq(regmap_decode_string(&f, &r, small, sizeof small), 2);
+    ck_assert_str_eq(small, "17");
 }
 END_TEST
 
@@ -594,6 +651,7 @@ START_TEST(test_type_names)
         {"bool", REG_BOOL, true},
         {"string", REG_STRING, false},
         {"time_hm", REG_TIME_HM, false},
+        {"time_hhmm", REG_TIME_HHMM, false},
     };
     for (size_t i = 0; i < N(names); i++) {
         enum reg_type t = REG_STRING;
@@ -1101,6 +1159,8 @@ static Suite *regmap_suite(void)
     tcase_add_test(tc, test_string_misuse);
     tcase_add_loop_test(tc, test_time_hm, 0, (int)N(time_cases));
     tcase_add_test(tc, test_time_hm_text);
+    tcase_add_loop_test(tc, test_time_hhmm, 0, (int)N(hhmm_cases));
+    tcase_add_test(tc, test_time_hhmm_text);
     tcase_add_test(tc, test_invalid_formats);
     suite_add_tcase(s, tc);
 
