@@ -3,10 +3,11 @@
 # The demo behind `make demo`: a private mosquitto on a free loopback port, simulated devices
 # (a SunSpec inverter and an Eastron SDM630 meter speaking real Modbus TCP, a PowerMeter plug,
 # a SmartMeter publishing over MQTT, a Hoymiles HMS-800W-2T DTU, a Marstek Venus E battery
-# behind its hame-relay on the broker, a LuxPower hybrid inverter behind its WiFi dongle), and
-# the daemon with examples/demo.yaml. Ctrl-C stops everything.
+# behind its hame-relay on the broker, a LuxPower hybrid inverter behind its WiFi dongle, a
+# GivEnergy hybrid with its battery behind its dongle), and the daemon with examples/demo.yaml.
+# Ctrl-C stops everything.
 #   tools/demo.sh BUILD_DIR            run until Ctrl-C
-#   tools/demo.sh BUILD_DIR --smoke N  run N seconds, check discovery and states, exit 0/1
+#   tools/demo.sh BUILD_DIR --smoke N  run until every device was seen (at most N seconds), exit 0/1
 set -eu
 build=${1:?usage: tools/demo.sh BUILD_DIR [--smoke SECONDS]}
 smoke=""
@@ -18,7 +19,8 @@ smsim=$build/tests/sim/e2m-smartmeter-sim
 hmsim=$build/tests/sim/e2m-hoymiles-sim
 vssim=$build/tests/sim/e2m-venus-sim
 lxsim=$build/tests/sim/e2m-luxpower-sim
-for f in "$bin" "$sim" "$smsim" "$hmsim" "$vssim" "$lxsim"; do
+gesim=$build/tests/sim/e2m-givenergy-sim
+for f in "$bin" "$sim" "$smsim" "$hmsim" "$vssim" "$lxsim" "$gesim"; do
     [ -x "$f" ] || { echo "demo: $f is missing; build first (make demo does)" >&2; exit 1; }
 done
 mosquitto=$(command -v mosquitto || echo /usr/sbin/mosquitto)
@@ -92,7 +94,7 @@ start_broker
 
 # The simulators keep reading commands on stdin; a FIFO held open keeps it from closing.
 mkfifo "$work/inverter.ctl" "$work/meter.ctl" "$work/plug.ctl" "$work/house.ctl" "$work/dtu.ctl" \
-    "$work/battery.ctl" "$work/hybrid.ctl"
+    "$work/battery.ctl" "$work/hybrid.ctl" "$work/givenergy.ctl"
 "$sim" --profile sunspec --port 0 <"$work/inverter.ctl" >"$work/inverter.out" 2>&1 &
 pids="$pids $!"
 "$sim" --profile sdm630 --port 0 <"$work/meter.ctl" >"$work/meter.out" 2>&1 &
@@ -119,8 +121,12 @@ pids="$pids $!"
 "$lxsim" --port 0 --cloud off --heartbeat-ms 3000 --broadcast-ms 20000 <"$work/hybrid.ctl" \
     >"$work/hybrid.out" 2>"$work/hybrid.err" &
 pids="$pids $!"
+# The GivEnergy dongle with a Gen1 hybrid and one battery pack; heartbeats every 30 s.
+"$gesim" --port 0 --family hybrid --heartbeat-ms 30000 <"$work/givenergy.ctl" \
+    >"$work/givenergy.out" 2>"$work/givenergy.err" &
+pids="$pids $!"
 exec 7>"$work/inverter.ctl" 8>"$work/meter.ctl" 5>"$work/plug.ctl" 6>"$work/house.ctl" \
-    4>"$work/dtu.ctl" 9>"$work/battery.ctl" 3>"$work/hybrid.ctl"
+    4>"$work/dtu.ctl" 9>"$work/battery.ctl" 3>"$work/hybrid.ctl" 10>"$work/givenergy.ctl"
 E2M_DEMO_INVERTER_PORT=$(wait_ready "$work/inverter.out")
 E2M_DEMO_METER_PORT=$(wait_ready "$work/meter.out")
 E2M_DEMO_PLUG_PORT=$(wait_ready "$work/plug.out")
@@ -128,10 +134,11 @@ wait_ready "$work/house.out" >/dev/null
 E2M_DEMO_DTU_PORT=$(wait_ready "$work/dtu.out")
 wait_ready "$work/battery.out" >/dev/null
 E2M_DEMO_LUX_PORT=$(wait_ready "$work/hybrid.out")
+E2M_DEMO_GIVENERGY_PORT=$(wait_ready "$work/givenergy.out")
 E2M_DEMO_MQTT_PORT=$mqtt_port
 E2M_DEMO_STATE_DIR=$work
 export E2M_DEMO_MQTT_PORT E2M_DEMO_INVERTER_PORT E2M_DEMO_METER_PORT E2M_DEMO_PLUG_PORT \
-    E2M_DEMO_DTU_PORT E2M_DEMO_LUX_PORT E2M_DEMO_STATE_DIR
+    E2M_DEMO_DTU_PORT E2M_DEMO_LUX_PORT E2M_DEMO_GIVENERGY_PORT E2M_DEMO_STATE_DIR
 
 sub="mosquitto_sub -h 127.0.0.1 -p $mqtt_port"
 pub="mosquitto_pub -h 127.0.0.1 -p $mqtt_port"
@@ -149,6 +156,8 @@ energy2mqtt demo
               as hame-relay would (one request at a time, a runtime poll every 10 s)
   hybrid      simulated LuxPower hybrid inverter behind its WiFi dongle, TCP 127.0.0.1:$E2M_DEMO_LUX_PORT
               (serials learned from its first heartbeat, about 3 s)
+  givenergy   simulated GivEnergy Gen1 hybrid with one battery pack behind its dongle,
+              TCP 127.0.0.1:$E2M_DEMO_GIVENERGY_PORT (identified on connecting)
   config      examples/demo.yaml
 
 In another terminal:
@@ -164,6 +173,9 @@ In another terminal:
   hybrid: AC charge on:         $pub -t energy2mqtt/hybrid/ac_charge/set -m ON
   hybrid: AC charge from 01:30: $pub -t energy2mqtt/hybrid/ac_charge_1_start/set -m 01:30
   hybrid: charge at 50 %:       $pub -t energy2mqtt/hybrid/charge_power_percent/set -m 50
+  givenergy: charge target 80 %: $pub -t energy2mqtt/givenergy/charge_target_soc/set -m 80
+  givenergy: charge from 01:30: $pub -t energy2mqtt/givenergy/charge_slot_1_start/set -m 01:30
+  givenergy: eco mode off:      $pub -t energy2mqtt/givenergy/eco_mode/set -m OFF
   the battery's own traffic:    $sub -v -t 'hame_energy/#'
   pretend Home Assistant
   restarted:                    $pub -t homeassistant/status -m online
@@ -195,7 +207,8 @@ live() {
         $1 ~ /balcony/ { dtu = "balcony " num("ac_power") " W, limit " num("power_limit") " %" }
         $1 ~ /home_battery/ { bat = "battery " num("battery_soc") " %, " num("ac_power") " W" }
         $1 ~ /hybrid/ { lux = "hybrid " num("pv_power") " W PV, SOC " num("battery_soc") " %" }
-        n && n % 3 == 0 && $1 ~ /inverter/ { printf "[demo] %s | %s | %s | %s | %s | %s | %s\n", inv, met, plug, house, dtu, bat, lux; fflush() }'
+        $1 ~ /givenergy/ { ge = "givenergy " num("pv_power") " W PV, SOC " num("battery_soc") " %" }
+        n && n % 3 == 0 && $1 ~ /inverter/ { printf "[demo] %s | %s | %s | %s | %s | %s | %s | %s\n", inv, met, plug, house, dtu, bat, lux, ge; fflush() }'
 }
 
 if [ -z "$smoke" ]; then
@@ -217,23 +230,38 @@ pids="$pids $daemon"
 mosquitto_sub -h 127.0.0.1 -p "$mqtt_port" -v -t 'homeassistant/#' -t 'energy2mqtt/#' \
     >"$work/traffic.txt" 2>/dev/null &
 pids="$pids $!"
-sleep "$smoke"
+# What Home Assistant should have seen: counted until every device shows up or the time is up
+# (a loaded machine takes longer; an idle one is done in a few seconds).
+count() { grep -c "$1" "$work/traffic.txt" || true; }
+check() {
+    configs=$(count '^homeassistant/device/.*/config {')
+    states=$(count '^energy2mqtt/inverter/state {.*"power":[0-9]')
+    meter=$(count '^energy2mqtt/grid_meter/state {.*"l1_voltage":[0-9]')
+    plug=$(count '^energy2mqtt/plug/state {.*"power":[0-9]')
+    house=$(count '^energy2mqtt/house/state {.*"power":[0-9]')
+    # The DTU's first exchange is AppInfo; its real-time data follows after the 31 s guard.
+    dtu=$(count '^energy2mqtt/balcony/state {.*"inverter_model":"HMS-800W-2T"')
+    battery=$(count '^energy2mqtt/home_battery/state {.*"battery_soc":[0-9]')
+    hybrid=$(count '^energy2mqtt/hybrid/state {.*"battery_soc":[0-9]')
+    givenergy=$(count '^energy2mqtt/givenergy/state {.*"battery_soc":[0-9]')
+    [ "$configs" -ge 9 ] && [ "$states" -ge 2 ] && [ "$meter" -ge 2 ] && [ "$plug" -ge 2 ] &&
+        [ "$house" -ge 2 ] && [ "$dtu" -ge 1 ] && [ "$battery" -ge 1 ] && [ "$hybrid" -ge 1 ] &&
+        [ "$givenergy" -ge 1 ]
+}
+ok=false
+for _ in $(seq "$smoke"); do
+    sleep 1
+    if check; then
+        ok=true
+        break
+    fi
+done
 kill "$daemon"
 wait "$daemon" || { echo "demo: the daemon exited with an error" >&2; cat "$work/daemon.log"; exit 1; }
-configs=$(grep -c '^homeassistant/device/.*/config {' "$work/traffic.txt" || true)
-states=$(grep -c '^energy2mqtt/inverter/state {.*"power":[0-9]' "$work/traffic.txt" || true)
-meter=$(grep -c '^energy2mqtt/grid_meter/state {.*"l1_voltage":[0-9]' "$work/traffic.txt" || true)
-plug=$(grep -c '^energy2mqtt/plug/state {.*"power":[0-9]' "$work/traffic.txt" || true)
-house=$(grep -c '^energy2mqtt/house/state {.*"power":[0-9]' "$work/traffic.txt" || true)
-# The DTU's first exchange is AppInfo; its real-time data follows after the 31 s guard.
-dtu=$(grep -c '^energy2mqtt/balcony/state {.*"inverter_model":"HMS-800W-2T"' "$work/traffic.txt" || true)
-battery=$(grep -c '^energy2mqtt/home_battery/state {.*"battery_soc":[0-9]' "$work/traffic.txt" || true)
-hybrid=$(grep -c '^energy2mqtt/hybrid/state {.*"battery_soc":[0-9]' "$work/traffic.txt" || true)
 echo "demo: $configs discovery configs; states: inverter $states, meter $meter, plug $plug," \
-    "house $house, balcony $dtu, battery $battery, hybrid $hybrid"
+    "house $house, balcony $dtu, battery $battery, hybrid $hybrid, givenergy $givenergy"
 grep -m1 '^energy2mqtt/inverter/state' "$work/traffic.txt" | cut -c1-160
-if [ "$configs" -ge 8 ] && [ "$states" -ge 2 ] && [ "$meter" -ge 2 ] && [ "$plug" -ge 2 ] &&
-    [ "$house" -ge 2 ] && [ "$dtu" -ge 1 ] && [ "$battery" -ge 1 ] && [ "$hybrid" -ge 1 ]; then
+if $ok; then
     echo "demo: OK"
 else
     cat "$work/daemon.log"

@@ -23,6 +23,7 @@ for file in "$entities"/*/*.yaml; do
     hoymiles) settings="host: 127.0.1.$((n + 1))" ;;
     venus) settings="type: HMG-50, mac: $(printf '0000000000%02x' $((n + 1)))" ;;
     luxpower) settings="host: 127.0.2.$((n + 1))" ;;
+    givenergy) settings="host: 127.0.3.$((n + 1))" ;;
     *) echo "check_entities.sh: no settings known for driver '$driver' ($file)" >&2; exit 2 ;;
     esac
     printf '  - {id: %s, model: %s, %s}\n' "$id" "$key" "$settings" >>"$cfg"

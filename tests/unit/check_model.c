@@ -527,7 +527,8 @@ static const struct rule_case rules[] = {
      "name: T\n"
      "driver: sunspec\n"
      "entities: []\n",
-     {"4:9: driver: expected one of modbus, smartmeter, hoymiles, venus, luxpower, got 'sunspec'"}},
+     {"4:9: driver: expected one of modbus, smartmeter, hoymiles, venus, luxpower, givenergy, "
+      "got 'sunspec'"}},
     {"unknown top-level key and missing ones",
      "model: m\n"
      "driver: modbus\n"

@@ -1,0 +1,526 @@
+// SPDX-License-Identifier: MIT
+// e2m-givenergy-sim: a simulated GivEnergy dongle (TCP server, port 8899) with its inverter and
+// one LV battery pack.
+//
+// One thread: a poll() loop over a signal self-pipe, stdin (the control channel), the listening
+// socket and up to eight clients. The dongle, inverter and battery are the I/O-free model of
+// givenergy_sim_model.c; this file moves bytes, keeps the clocks (heartbeats, value evolution)
+// and applies the one-shot transport faults to the next frame the model sends.
+#include "givenergy_sim.h"
+#include "sim_util.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define MAX_CLIENTS 8
+#define RX_MAX      4096
+#define SPLIT_GAP   40 // ms between the pieces of a split frame
+
+enum fault { F_NONE, F_BADCRC, F_SPLIT, F_GARBAGE, F_STALL, F_ZERO };
+
+struct client {
+    int fd; // -1 = free slot
+    uint8_t rx[RX_MAX];
+    size_t rx_len;
+};
+
+struct sim {
+    struct gs_config cfg;
+    struct gs_sim *model;
+    char host[64];
+    int port;
+    int listen_fd;
+    bool verbose;
+    int64_t tick_ms, next_tick, next_hb;
+    enum fault fault; // applies to the next frame the model sends (stall: the next request)
+    unsigned long connections, dropped;
+    struct client clients[MAX_CLIENTS];
+};
+
+static int listen_open(struct sim *s)
+{
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port)};
+    if (inet_pton(AF_INET, s->host, &addr.sin_addr) != 1) {
+        fprintf(stderr, "e2m-givenergy-sim: bad --host %s (IPv4 address expected)\n", s->host);
+        return -EINVAL;
+    }
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(fd, 8) < 0) {
+        int err = errno;
+        close(fd);
+        return -err;
+    }
+    socklen_t alen = sizeof(addr);
+    getsockname(fd, (struct sockaddr *)&addr, &alen);
+    s->port = ntohs(addr.sin_port);
+    s->listen_fd = fd;
+    return 0;
+}
+
+static void client_close(struct client *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    c->rx_len = 0;
+}
+
+static int n_clients(const struct sim *s)
+{
+    int n = 0;
+    for (int i = 0; i < MAX_CLIENTS; i++)
+        n += s->clients[i].fd >= 0;
+    return n;
+}
+
+// Writes all of buf to one client (the frames are small; a client that cannot take them is
+// dropped, as a dongle with a full buffer would).
+static void send_all(struct sim *s, struct client *c, const uint8_t *buf, size_t len)
+{
+    size_t off = 0;
+    int64_t give_up = sim_mono_ms() + 1000;
+    while (c->fd >= 0 && off < len) {
+        ssize_t n = send(c->fd, buf + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            off += (size_t)n;
+        } else if (n < 0 && (errno == EAGAIN || errno == EINTR) && sim_mono_ms() < give_up) {
+            sim_sleep_ms(1);
+        } else {
+            if (s->verbose)
+                fprintf(stderr, "e2m-givenergy-sim: info: client dropped on send\n");
+            client_close(c);
+        }
+    }
+}
+
+// The model sends a frame: to every client, with the armed fault applied.
+static void emit(void *arg, const uint8_t *frame, size_t len)
+{
+    struct sim *s = arg;
+    uint8_t buf[GS_FRAME_MAX + 32];
+    size_t at = 0;
+    enum fault f = s->fault == F_STALL ? F_NONE : s->fault;
+    if (f != F_NONE)
+        s->fault = F_NONE;
+    if (f == F_GARBAGE) {
+        // Bytes no dongle frame starts with, before the frame.
+        static const uint8_t junk[] = {0x00, 0x59, 0x59, 0x00, 0x02, 0xff, 0x42};
+        memcpy(buf, junk, sizeof(junk));
+        at = sizeof(junk);
+    }
+    memcpy(buf + at, frame, len);
+    if (f == F_BADCRC)
+        buf[at + len - 1] ^= 0x5a;
+    at += len;
+    for (int i = 0; i < MAX_CLIENTS; i++) {
+        struct client *c = &s->clients[i];
+        if (c->fd < 0)
+            continue;
+        if (f == F_SPLIT) {
+            // Three pieces, SPLIT_GAP ms apart: the client must reassemble.
+            size_t third = at / 3;
+            send_all(s, c, buf, third);
+            sim_sleep_ms(SPLIT_GAP);
+            send_all(s, c, buf + third, third);
+            sim_sleep_ms(SPLIT_GAP);
+            send_all(s, c, buf + 2 * third, at - 2 * third);
+        } else {
+            send_all(s, c, buf, at);
+        }
+    }
+}
+
+static void on_line(void *arg, const char *line)
+{
+    (void)arg;
+    sim_out("%s", line);
+}
+
+static void client_accept(struct sim *s)
+{
+    int fd = accept(s->listen_fd, NULL, NULL);
+    if (fd < 0)
+        return;
+    sim_nonblock_cloexec(fd);
+    for (int i = 0; i < MAX_CLIENTS; i++) {
+        if (s->clients[i].fd < 0) {
+            s->clients[i].fd = fd;
+            s->clients[i].rx_len = 0;
+            s->connections++;
+            if (s->verbose)
+                fprintf(stderr, "e2m-givenergy-sim: info: client %d connected\n", i);
+            return;
+        }
+    }
+    close(fd); // the dongle's slots are full
+}
+
+static void client_read(struct sim *s, struct client *c)
+{
+    ssize_t n = recv(c->fd, c->rx + c->rx_len, sizeof(c->rx) - c->rx_len, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        client_close(c);
+        return;
+    }
+    c->rx_len += (size_t)n;
+    for (;;) {
+        struct gs_frame f;
+        long r = gs_parse(c->rx, c->rx_len, &f);
+        if (r == 0)
+            break;
+        size_t used = r < 0 ? (size_t)-r : (size_t)r;
+        if (r < 0) {
+            gs_bad_frame(s->model);
+        } else if (s->fault == F_STALL && f.fid == 2) {
+            s->fault = F_NONE; // swallowed: never answered
+            if (s->verbose)
+                fprintf(stderr, "e2m-givenergy-sim: info: request stalled\n");
+        } else {
+            if (s->verbose)
+                fprintf(stderr, "e2m-givenergy-sim: debug: frame %u addr 0x%02x fn %u %u %u\n",
+                        f.fid, f.address, f.fn, f.w1, f.w2);
+            gs_request(s->model, &f, sim_mono_ms());
+        }
+        memmove(c->rx, c->rx + used, c->rx_len - used);
+        c->rx_len -= used;
+        if (c->fd < 0)
+            return;
+    }
+    if (c->rx_len == sizeof(c->rx))
+        client_close(c); // a frame can never be this long
+}
+
+// ---- control channel ----------------------------------------------------------------------
+
+static bool parse_onoff(const char *arg, bool *on)
+{
+    if (arg && strcmp(arg, "on") == 0)
+        *on = true;
+    else if (arg && strcmp(arg, "off") == 0)
+        *on = false;
+    else
+        return false;
+    return true;
+}
+
+static bool parse_uint(const char *arg, unsigned long max, unsigned long *out)
+{
+    if (!arg || !*arg)
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(arg, &end, 0);
+    if (*end || errno || v > max || arg[0] == '-')
+        return false;
+    *out = v;
+    return true;
+}
+
+static char table_of(const char *arg)
+{
+    if (arg && strcmp(arg, "input") == 0)
+        return 'i';
+    if (arg && strcmp(arg, "holding") == 0)
+        return 'h';
+    if (arg && strcmp(arg, "battery") == 0)
+        return 'b';
+    return 0;
+}
+
+// Handles one control line; false on `quit`.
+static bool control_line(struct sim *s, char *line)
+{
+    char *save = NULL;
+    char *cmd = strtok_r(line, " \t\r", &save);
+    char *a1 = cmd ? strtok_r(NULL, " \t\r", &save) : NULL;
+    char *a2 = a1 ? strtok_r(NULL, " \t\r", &save) : NULL;
+    char *a3 = a2 ? strtok_r(NULL, " \t\r", &save) : NULL;
+    unsigned long reg, v;
+    bool on;
+    if (!cmd || cmd[0] == '#')
+        return true;
+    if (strcmp(cmd, "quit") == 0) {
+        sim_out("ok");
+        return false;
+    }
+    if (strcmp(cmd, "stats") == 0) {
+        char *json = gs_stats_json(s->model);
+        // The process's own counters join the model's.
+        json[strlen(json) - 1] = '\0';
+        sim_out("ok %s,\"connections\":%lu,\"clients\":%d}", json, s->connections, n_clients(s));
+        free(json);
+        return true;
+    }
+    if (strcmp(cmd, "get") == 0) {
+        uint16_t val;
+        if (!table_of(a1) || !parse_uint(a2, GS_REGS - 1, &reg) ||
+            gs_get(s->model, table_of(a1), (unsigned)reg, &val) < 0)
+            sim_out("err usage: get input|holding|battery REG");
+        else
+            sim_out("ok %u", val);
+        return true;
+    }
+    if (strcmp(cmd, "set") == 0) {
+        if (!table_of(a1) || !parse_uint(a2, GS_REGS - 1, &reg) || !parse_uint(a3, 65535, &v))
+            sim_out("err usage: set input|holding|battery REG VALUE");
+        else if (gs_set(s->model, table_of(a1), (unsigned)reg, (uint16_t)v) < 0)
+            sim_out("err cannot set");
+        else
+            sim_out("ok");
+        return true;
+    }
+    if (a2) {
+        sim_out("err too many arguments");
+        return true;
+    }
+    if (strcmp(cmd, "heartbeat") == 0) {
+        gs_heartbeat(s->model);
+        sim_out("ok");
+    } else if (strcmp(cmd, "freeze") == 0 && parse_onoff(a1, &on)) {
+        gs_set_frozen(s->model, on);
+        sim_out("ok");
+    } else if (strcmp(cmd, "step") == 0) {
+        unsigned long n = 1;
+        if (a1 && !parse_uint(a1, 100000, &n)) {
+            sim_out("err usage: step [SECONDS]");
+            return true;
+        }
+        gs_tick(s->model, (int64_t)n * 1000, true);
+        sim_out("ok");
+    } else if (strcmp(cmd, "clients") == 0) {
+        sim_out("ok %d", n_clients(s));
+    } else if (strcmp(cmd, "fault") == 0 && a1) {
+        static const char *const names[] = {"none", "badcrc", "split", "garbage", "stall", "zero"};
+        if (strcmp(a1, "drop") == 0) {
+            for (int i = 0; i < MAX_CLIENTS; i++)
+                if (s->clients[i].fd >= 0) {
+                    client_close(&s->clients[i]);
+                    s->dropped++;
+                }
+            sim_out("ok");
+            return true;
+        }
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+            if (strcmp(a1, names[i]) == 0) {
+                // Wrong CRCs and zeros are the model's (they need the frame's layout).
+                s->fault = F_NONE;
+                if (i == F_BADCRC)
+                    gs_fault_badcrc(s->model);
+                else if (i == F_ZERO)
+                    gs_fault_zero(s->model);
+                else
+                    s->fault = (enum fault)i;
+                sim_out("ok");
+                return true;
+            }
+        }
+        sim_out("err usage: fault none|badcrc|zero|split|garbage|stall|drop");
+    } else {
+        sim_out("err unknown command");
+    }
+    return true;
+}
+
+// ---- main ---------------------------------------------------------------------------------
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: e2m-givenergy-sim [--host A.B.C.D] [--port N] [--seed S]\n"
+            "       [--family hybrid|hybrid_gen3|ac|aio] [--heartbeat-ms MS] [--min-gap-ms MS]\n"
+            "       [--adapter-sn SN] [--inverter-sn SN] [--tick-ms MS] [--static] [--verbose]\n");
+}
+
+static bool serial_ok(const char *s)
+{
+    if (strlen(s) != GS_SERIAL)
+        return false;
+    for (size_t i = 0; i < GS_SERIAL; i++)
+        if (s[i] < 0x21 || s[i] > 0x7e)
+            return false;
+    return true;
+}
+
+static int parse_args(struct sim *s, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"host", required_argument, NULL, 'H'},
+        {"port", required_argument, NULL, 'p'},
+        {"seed", required_argument, NULL, 's'},
+        {"family", required_argument, NULL, 'f'},
+        {"heartbeat-ms", required_argument, NULL, 'h'},
+        {"min-gap-ms", required_argument, NULL, 'g'},
+        {"adapter-sn", required_argument, NULL, 'a'},
+        {"inverter-sn", required_argument, NULL, 'i'},
+        {"tick-ms", required_argument, NULL, 'k'},
+        {"static", no_argument, NULL, 'S'},
+        {"verbose", no_argument, NULL, 'v'},
+        {NULL, 0, NULL, 0},
+    };
+    static const char *const families[] = {"hybrid", "hybrid_gen3", "ac", "aio"};
+    int c;
+    unsigned long v;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        bool ok = true;
+        switch (c) {
+        case 'H': snprintf(s->host, sizeof(s->host), "%s", optarg); break;
+        case 'p':
+            ok = parse_uint(optarg, 65535, &v);
+            s->port = (int)v;
+            break;
+        case 's':
+            ok = parse_uint(optarg, 0xFFFFFFFFul, &v);
+            s->cfg.seed = (uint32_t)v;
+            break;
+        case 'f':
+            ok = false;
+            for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++)
+                if (strcmp(optarg, families[i]) == 0) {
+                    s->cfg.family = (enum gs_family)i;
+                    ok = true;
+                }
+            break;
+        case 'h':
+            ok = parse_uint(optarg, 86400000, &v) && v >= 10;
+            s->cfg.hb_ms = (int64_t)v;
+            break;
+        case 'g':
+            ok = parse_uint(optarg, 60000, &v);
+            s->cfg.min_gap_ms = (int64_t)v;
+            break;
+        case 'a':
+            ok = serial_ok(optarg);
+            snprintf(s->cfg.adapter_sn, sizeof(s->cfg.adapter_sn), "%s", optarg);
+            break;
+        case 'i':
+            ok = serial_ok(optarg);
+            snprintf(s->cfg.inverter_sn, sizeof(s->cfg.inverter_sn), "%s", optarg);
+            break;
+        case 'k':
+            ok = parse_uint(optarg, 3600000, &v) && v >= 10;
+            s->tick_ms = (int64_t)v;
+            break;
+        case 'S': s->cfg.frozen = true; break;
+        case 'v': s->verbose = true; break;
+        default: ok = false; break;
+        }
+        if (!ok) {
+            if (c != '?')
+                fprintf(stderr, "e2m-givenergy-sim: bad option value '%s'\n", optarg ? optarg : "");
+            usage();
+            return -1;
+        }
+    }
+    if (optind != argc) {
+        usage();
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static struct sim s;
+    gs_config_default(&s.cfg);
+    snprintf(s.host, sizeof(s.host), "127.0.0.1");
+    s.port = 8899;
+    s.tick_ms = 1000;
+    s.listen_fd = -1;
+    for (int i = 0; i < MAX_CLIENTS; i++)
+        s.clients[i].fd = -1;
+    if (parse_args(&s, argc, argv) < 0)
+        return 2;
+    int rc = listen_open(&s);
+    if (rc < 0) {
+        fprintf(stderr, "e2m-givenergy-sim: cannot listen on %s:%d: %s\n", s.host, s.port,
+                strerror(-rc));
+        return 1;
+    }
+    int sig_fd = sim_signals_open();
+    if (sig_fd < 0) {
+        perror("e2m-givenergy-sim: signals");
+        return 1;
+    }
+
+    s.model = gs_new(&s.cfg, emit, on_line, &s);
+    if (!s.model)
+        return 1;
+    int64_t now = sim_mono_ms();
+    s.next_tick = now + s.tick_ms;
+    s.next_hb = now + s.cfg.hb_ms;
+    sim_out("ready port=%d", s.port);
+
+    bool stdin_open = true, running = true;
+    char ctl[1024];
+    size_t ctl_len = 0;
+    while (running) {
+        struct pollfd pfd[3 + MAX_CLIENTS];
+        int n = 0;
+        pfd[n++] = (struct pollfd){sig_fd, POLLIN, 0};
+        pfd[n++] = (struct pollfd){s.listen_fd, POLLIN, 0};
+        pfd[n++] = (struct pollfd){stdin_open ? 0 : -1, POLLIN, 0};
+        for (int i = 0; i < MAX_CLIENTS; i++)
+            pfd[n++] = (struct pollfd){s.clients[i].fd, POLLIN, 0};
+        now = sim_mono_ms();
+        int64_t next = s.next_tick < s.next_hb ? s.next_tick : s.next_hb;
+        int timeout = next > now ? (int)(next - now) : 0;
+        if (poll(pfd, (nfds_t)n, timeout) < 0 && errno != EINTR)
+            break;
+        if (pfd[0].revents)
+            break; // SIGTERM or SIGINT
+        if (pfd[1].revents & POLLIN)
+            client_accept(&s);
+        if (pfd[2].revents) {
+            ssize_t r = read(0, ctl + ctl_len, sizeof(ctl) - 1 - ctl_len);
+            if (r <= 0) {
+                stdin_open = false;
+            } else {
+                ctl_len += (size_t)r;
+                char *nl;
+                while (running && (nl = memchr(ctl, '\n', ctl_len))) {
+                    *nl = '\0';
+                    running = control_line(&s, ctl);
+                    size_t used = (size_t)(nl - ctl) + 1;
+                    memmove(ctl, ctl + used, ctl_len - used);
+                    ctl_len -= used;
+                }
+                if (ctl_len == sizeof(ctl) - 1)
+                    ctl_len = 0; // an endless line: forget it
+            }
+        }
+        for (int i = 0; i < MAX_CLIENTS; i++)
+            if (s.clients[i].fd >= 0 && (pfd[3 + i].revents & (POLLIN | POLLHUP | POLLERR)))
+                client_read(&s, &s.clients[i]);
+        now = sim_mono_ms();
+        if (now >= s.next_tick) {
+            gs_tick(s.model, s.tick_ms, false);
+            s.next_tick += s.tick_ms;
+            if (s.next_tick < now)
+                s.next_tick = now + s.tick_ms;
+        }
+        if (now >= s.next_hb) {
+            gs_heartbeat(s.model);
+            s.next_hb = now + s.cfg.hb_ms;
+        }
+    }
+    for (int i = 0; i < MAX_CLIENTS; i++)
+        client_close(&s.clients[i]);
+    close(s.listen_fd);
+    sim_signals_close();
+    gs_free(s.model);
+    return 0;
+}
