@@ -21,10 +21,12 @@ build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
 test: build
+	@tools/deps.sh test
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 
 # Unit, integration and fuzz-corpus replays again under AddressSanitizer + UBSan.
 test-asan: deps
+	@tools/deps.sh test
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DE2M_SANITIZE=ON $(CMAKE_ARGS)
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS) -L 'unit|integration|fuzz|ha|scenario'

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
 // energy2mqtt command line: run | validate | discovery | decode | version.
+#include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/addon.h"
 #include "app/daemon.h"
 #include "core/config.h"
 #include "core/diag.h"
@@ -31,6 +33,10 @@ static void usage(FILE *out)
             "                       --message decodes a bare payload as that message (drivers\n"
             "                       with named messages, e.g. hoymiles); DATA '-' reads\n"
             "                       standard input\n"
+            "  addon [-c FILE]      run as a Home Assistant add-on: read the Supervisor's\n"
+            "                       options (default /data/options.json), ask the Supervisor\n"
+            "                       for the broker when mqtt.url is empty, serve the status\n"
+            "                       page for ingress on port 8099\n"
             "  version              print the version\n"
             "\n"
             "options:\n"
@@ -81,6 +87,35 @@ static int cmd_discovery(const char *path)
         discovery_device(&cfg->mqtt, E2M_VERSION, &cfg->devices[i], NULL, print_message, stdout);
     config_free(cfg);
     return 0;
+}
+
+static int cmd_addon(const char *path, int verbose)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    char *text = addon_load(path);
+    int rc = 1;
+    if (!text)
+        goto out;
+    // Problems are reported against the converted document, with their key paths.
+    char name[4200];
+    snprintf(name, sizeof(name), "%s (converted)", path);
+    struct config *cfg;
+    struct diag d;
+    diag_init(&d);
+    if (config_load_text(name, text, strlen(text), &cfg, &d) < 0) {
+        diag_print(&d, stderr);
+        diag_free(&d);
+        goto out;
+    }
+    diag_free(&d);
+    if (cfg->log_level >= 0 && !verbose)
+        log_set_level((enum log_level)cfg->log_level);
+    rc = daemon_run(cfg);
+    config_free(cfg);
+out:
+    free(text);
+    curl_global_cleanup();
+    return rc;
 }
 
 static int cmd_decode(const char *name, const char *message, const char *data)
@@ -178,6 +213,13 @@ int main(int argc, char **argv)
             return 2;
         }
         return cmd_decode(rest[0], message, rest[1]);
+    }
+    if (strcmp(cmd, "addon") == 0) {
+        if (n_rest || message) {
+            fprintf(stderr, "usage: energy2mqtt addon [-c OPTIONS.JSON]\n");
+            return 2;
+        }
+        return cmd_addon(config ? config : "/data/options.json", verbose);
     }
     if (strcmp(cmd, "run") == 0 || strcmp(cmd, "validate") == 0 || strcmp(cmd, "discovery") == 0) {
         if (!config || n_rest || message) {

@@ -38,9 +38,11 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # A port nothing listens on: try random ones until a connection is refused.
+# An optional argument narrows the range: 12768 keeps below Linux's ephemeral ports, where an
+# outgoing connection's local port would look free yet make the bind fail.
 free_port() {
     while :; do
-        p=$((20000 + $(od -An -N2 -tu2 /dev/urandom) % 40000))
+        p=$((20000 + $(od -An -N2 -tu2 /dev/urandom) % ${1:-40000}))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
             echo "$p"
             return
@@ -138,8 +140,11 @@ E2M_DEMO_LUX_PORT=$(wait_ready "$work/hybrid.out")
 E2M_DEMO_GIVENERGY_PORT=$(wait_ready "$work/givenergy.out")
 E2M_DEMO_MQTT_PORT=$mqtt_port
 E2M_DEMO_STATE_DIR=$work
+E2M_DEMO_HTTP_PORT=$(free_port 12768)
 export E2M_DEMO_MQTT_PORT E2M_DEMO_INVERTER_PORT E2M_DEMO_METER_PORT E2M_DEMO_PLUG_PORT \
-    E2M_DEMO_DTU_PORT E2M_DEMO_LUX_PORT E2M_DEMO_GIVENERGY_PORT E2M_DEMO_STATE_DIR E2M_DEMO_CLOUD
+    E2M_DEMO_DTU_PORT E2M_DEMO_LUX_PORT E2M_DEMO_GIVENERGY_PORT E2M_DEMO_STATE_DIR E2M_DEMO_CLOUD \
+    E2M_DEMO_HTTP_PORT
+page="http://127.0.0.1:$E2M_DEMO_HTTP_PORT/"
 
 sub="mosquitto_sub -h 127.0.0.1 -p $mqtt_port"
 pub="mosquitto_pub -h 127.0.0.1 -p $mqtt_port"
@@ -160,6 +165,8 @@ energy2mqtt demo
   givenergy   simulated GivEnergy Gen1 hybrid with one battery pack behind its dongle,
               TCP 127.0.0.1:$E2M_DEMO_GIVENERGY_PORT (identified on connecting)
   config      examples/demo.yaml
+  status page $page  (open it in a browser: every device, live)
+              API: ${page}api/devices, ${page}api/devices/inverter, metrics: ${page}metrics
 
 In another terminal:
   watch discovery and states:   $sub -v -t 'homeassistant/#' -t 'energy2mqtt/#'
@@ -224,6 +231,14 @@ if [ -z "$smoke" ]; then
     exit 0
 fi
 
+# One HTTP GET to the daemon's status server, without curl: bash's /dev/tcp.
+http_get() {
+    exec 10<>"/dev/tcp/127.0.0.1/$E2M_DEMO_HTTP_PORT" || return 1
+    printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$1" >&10
+    cat <&10
+    exec 10<&-
+}
+
 # Smoke mode: run, then check what a Home Assistant would have seen.
 "$bin" run -c "$top/examples/demo.yaml" >"$work/daemon.log" 2>&1 &
 daemon=$!
@@ -257,10 +272,23 @@ for _ in $(seq "$smoke"); do
         break
     fi
 done
-kill "$daemon"
+health=$(http_get /api/health || true)
+listed=$(http_get /api/devices | grep -o '"id":"' | wc -l || true)
+page_ok=$(http_get / | grep -c 'energy2mqtt' || true)
+if ! kill "$daemon" 2>/dev/null; then
+    echo "demo: the daemon stopped early" >&2
+    cat "$work/daemon.log"
+    exit 1
+fi
 wait "$daemon" || { echo "demo: the daemon exited with an error" >&2; cat "$work/daemon.log"; exit 1; }
 echo "demo: $configs discovery configs; states: inverter $states, meter $meter, plug $plug," \
-    "house $house, balcony $dtu, battery $battery, hybrid $hybrid, givenergy $givenergy"
+    "house $house, balcony $dtu, battery $battery, hybrid $hybrid, givenergy $givenergy;" \
+    "status page $page: $listed devices listed"
+case $health in *'"status":"ok"'*) ;; *) echo "demo: the status page did not answer" >&2; exit 1 ;; esac
+if [ "$listed" -ne 8 ] || [ "$page_ok" -lt 1 ]; then
+    echo "demo: the status page lists $listed devices" >&2
+    exit 1
+fi
 grep -m1 '^energy2mqtt/inverter/state' "$work/traffic.txt" | cut -c1-160
 if $ok; then
     echo "demo: OK"

@@ -35,6 +35,11 @@
 #include "core/mem.h"
 #include "core/model.h"
 #include "core/persist.h"
+#include "core/state.h"
+#include "drivers/driver.h"
+#include "http/history.h"
+#include "http/server.h"
+#include "http/status.h"
 #include "mqtt/command.h"
 #include "mqtt/discovery.h"
 #include "mqtt/link.h"
@@ -64,6 +69,12 @@ struct daemon {
     uint64_t rng;
     uint64_t commands, commands_refused;
     struct log_budget cmd_log; // refused commands: 20 at once, then 2 per second
+
+    // The status web server, and per device the power chart's entity (-1: none) and history;
+    // both only when the server is on.
+    struct http_server *http;
+    int *chart;
+    struct history *hist;
 };
 
 static void topic_printf(char *buf, size_t n, const char *fmt, ...)
@@ -404,9 +415,13 @@ static void on_digest(void *arg, const char *topic, size_t len, bool retained, u
 
 // ---- devices, timers, signals ---------------------------------------------------------------
 
+static void note_history(struct daemon *dm, struct device *d);
+
 static void on_device_event(void *arg, struct device *d, enum device_event ev)
 {
     struct daemon *dm = arg;
+    if (ev == DEVICE_STATE && dm->hist)
+        note_history(dm, d);
     if (!link_connected(dm->link) || dm->scanning)
         return; // everything is published after the connection sequence anyway
     if (ev == DEVICE_AVAILABILITY)
@@ -445,6 +460,195 @@ static void on_signal(void *arg, uint32_t events)
         log_info("daemon", "signal %u: stopping", si.ssi_signo);
         loop_stop(dm->loop);
     }
+}
+
+// ---- status web server ----------------------------------------------------------------------
+
+// The entity the power chart shows: the device's main power reading when it has one of the
+// usual names, else its first power sensor.
+static int chart_entity(const struct device *d)
+{
+    const struct model *m = device_config(d)->model;
+    static const char *const preferred[] = {"power", "ac_power", "pv_power", NULL};
+    for (size_t k = 0; preferred[k]; k++) {
+        const struct entity *e = model_find(m, preferred[k]);
+        size_t i = e ? model_index(m, e) : 0;
+        if (e && device_entity_shown(d, i) && e->component == COMP_SENSOR && !e->text)
+            return (int)i;
+    }
+    for (size_t i = 0; i < m->n_entities; i++) {
+        const struct entity *e = &m->entities[i];
+        if (device_entity_shown(d, i) && e->component == COMP_SENSOR && e->device_class &&
+            strcmp(e->device_class, "power") == 0 && !e->category)
+            return (int)i;
+    }
+    return -1;
+}
+
+static size_t device_index(const struct daemon *dm, const struct device *d)
+{
+    for (size_t i = 0; i < dm->n_devices; i++)
+        if (dm->devices[i] == d)
+            return i;
+    return dm->n_devices;
+}
+
+static void note_history(struct daemon *dm, struct device *d)
+{
+    size_t i = device_index(dm, d);
+    if (i == dm->n_devices || dm->chart[i] < 0)
+        return;
+    const struct value *v = &device_values(d)->v[dm->chart[i]];
+    if (v->kind == VALUE_NUMBER)
+        history_add(&dm->hist[i], loop_wall(dm->loop), v->num);
+}
+
+static void fill_bridge(struct daemon *dm, struct status_bridge *b)
+{
+    *b = (struct status_bridge){
+        .version = E2M_VERSION,
+        .now_ms = loop_wall(dm->loop),
+        .uptime_ms = loop_now(dm->loop) - dm->started_mono,
+        .rss_bytes = rss_kib() * 1024,
+        .commands = dm->commands,
+        .commands_refused = dm->commands_refused,
+    };
+    link_get_stats(dm->link, &b->mqtt);
+}
+
+static void fill_device(struct daemon *dm, size_t i, struct status_device *sd)
+{
+    struct device *d = dm->devices[i];
+    const struct device_config *dc = device_config(d);
+    *sd = (struct status_device){
+        .id = dc->id,
+        .name = dc->name,
+        .model = dc->model->key,
+        .manufacturer = dc->model->manufacturer,
+        .driver = dc->model->driver->name,
+        .state = device_sched_state(d),
+        .next_request_ms = device_next_request_ms(d),
+    };
+    device_get_stats(d, &sd->stats);
+    device_sched_status(d, &sd->sched);
+    sd->last_ok_ms = sd->stats.last_ok_wall_ms;
+    sd->n_errors = device_last_errors(d, sd->errors);
+    if (dm->hist && dm->chart[i] >= 0) {
+        const struct entity *e = &dc->model->entities[dm->chart[i]];
+        sd->history = &dm->hist[i];
+        sd->history_entity = e->id;
+        sd->history_unit = e->unit;
+    }
+}
+
+static json_t *route_health(void *arg)
+{
+    struct daemon *dm = arg;
+    struct status_bridge b;
+    fill_bridge(dm, &b);
+    struct status_device *sd = xcalloc(dm->n_devices + 1, sizeof(*sd));
+    for (size_t i = 0; i < dm->n_devices; i++)
+        fill_device(dm, i, &sd[i]);
+    json_t *j = status_health(&b, sd, dm->n_devices);
+    free(sd);
+    return j;
+}
+
+static json_t *route_devices(void *arg)
+{
+    struct daemon *dm = arg;
+    json_t *a = json_array();
+    for (size_t i = 0; i < dm->n_devices; i++) {
+        struct status_device sd;
+        fill_device(dm, i, &sd);
+        json_array_append_new(a, status_device_summary(&sd));
+    }
+    return a;
+}
+
+// The text of a pending command, as the page shows it.
+static void pending_text(const struct entity *e, const struct command_value *cv, char *buf,
+                         size_t n)
+{
+    if (e->component == COMP_SELECT && cv->label)
+        snprintf(buf, n, "%s", cv->label);
+    else if (e->component == COMP_SWITCH)
+        snprintf(buf, n, "%s", cv->on ? "ON" : "OFF");
+    else if (e->component == COMP_TEXT)
+        snprintf(buf, n, "%s", cv->text);
+    else if (e->component == COMP_BUTTON)
+        snprintf(buf, n, "PRESS");
+    else
+        snprintf(buf, n, "%g", cv->value);
+}
+
+static json_t *route_device(void *arg, const char *id)
+{
+    struct daemon *dm = arg;
+    struct device *d = find_device(dm, id);
+    if (!d)
+        return NULL;
+    size_t i = device_index(dm, d);
+    struct status_device sd;
+    fill_device(dm, i, &sd);
+    const struct model *m = device_config(d)->model;
+    const struct state *st = device_values(d);
+    struct status_entity *ents = xcalloc(m->n_entities + 1, sizeof(*ents));
+    char(*pend)[COMMAND_MAX_TEXT + 1] = xcalloc(m->n_entities + 1, sizeof(*pend));
+    size_t n = 0;
+    for (size_t k = 0; k < m->n_entities; k++) {
+        if (!device_entity_shown(d, k))
+            continue;
+        const struct entity *e = &m->entities[k];
+        struct status_entity *se = &ents[n++];
+        *se = (struct status_entity){
+            .id = e->id,
+            .name = e->name,
+            .component = component_name(e->component),
+            .unit = e->unit,
+            .device_class = e->device_class,
+            .category = e->category,
+            .enabled_by_default = e->enabled_by_default,
+            .value = e->component == COMP_BUTTON ? NULL : &st->v[k],
+        };
+        const struct command_value *cv;
+        if (device_write_pending(d, k, &cv)) {
+            pending_text(e, cv, pend[k], sizeof(pend[k]));
+            se->pending = true;
+            se->pending_txt = pend[k];
+        }
+    }
+    sd.entities = ents;
+    sd.n_entities = n;
+    json_t *j = status_device_detail(&sd, loop_wall(dm->loop));
+    free(ents);
+    free(pend);
+    return j;
+}
+
+static char *route_metrics(void *arg)
+{
+    struct daemon *dm = arg;
+    struct status_bridge b;
+    fill_bridge(dm, &b);
+    struct status_device *sd = xcalloc(dm->n_devices + 1, sizeof(*sd));
+    for (size_t i = 0; i < dm->n_devices; i++)
+        fill_device(dm, i, &sd[i]);
+    char *text = status_metrics(&b, sd, dm->n_devices);
+    free(sd);
+    return text;
+}
+
+static void start_http(struct daemon *dm)
+{
+    dm->chart = xcalloc(dm->n_devices + 1, sizeof(*dm->chart));
+    dm->hist = xcalloc(dm->n_devices + 1, sizeof(*dm->hist));
+    for (size_t i = 0; i < dm->n_devices; i++) {
+        dm->chart[i] = chart_entity(dm->devices[i]);
+        history_init(&dm->hist[i]);
+    }
+    struct http_routes r = {route_health, route_devices, route_device, route_metrics, dm};
+    dm->http = http_server_start(dm->loop, &dm->cfg->http, &r);
 }
 
 static int setup_signals(struct daemon *dm)
@@ -557,6 +761,11 @@ int daemon_run(const struct config *cfg)
     log_info("daemon", "energy2mqtt %s: %zu device%s, broker %s:%d%s, base topic %s", E2M_VERSION,
              dm.n_devices, dm.n_devices == 1 ? "" : "s", dm.m->host, dm.m->port,
              dm.m->tls ? " (TLS)" : "", dm.m->base_topic);
+    if (cfg->http.port) {
+        start_http(&dm);
+        if (!dm.http)
+            goto out;
+    }
     link_start(dm.link);
     for (size_t i = 0; i < dm.n_devices; i++)
         device_start(dm.devices[i]);
@@ -569,6 +778,9 @@ int daemon_run(const struct config *cfg)
     if (link_connected(dm.link))
         link_publish_str(dm.link, will, "offline", 1, true);
 out:
+    http_server_stop(dm.http);
+    free(dm.chart);
+    free(dm.hist);
     link_free(dm.link, 2000);
     for (size_t i = 0; i < dm.n_devices; i++)
         device_free(dm.devices[i]);

@@ -117,7 +117,57 @@ struct device {
     int64_t dirty_since;
     struct log_limit fail_limit, refuse_limit, guard_limit;
     struct device_stats stats;
+    int64_t job_started; // monotonic start of the exchange in flight
+    struct device_error errors[DEVICE_ERRORS];
+    uint8_t error_head; // where the next problem goes
 };
+
+const double device_latency_bounds_s[DEVICE_LATENCY_BOUNDS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                               0.5,   1,    2.5,   5,    10};
+
+const char *device_failure_name(enum device_failure f)
+{
+    static const char *const names[DEVICE_FAIL_N] = {"connect",   "timeout", "protocol",
+                                                     "exception", "io",      "other"};
+    return f < DEVICE_FAIL_N ? names[f] : "other";
+}
+
+// Remembers a problem for the status page (the log has it too).
+static void note_error(struct device *d, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void note_error(struct device *d, const char *fmt, ...)
+{
+    struct device_error *e = &d->errors[d->error_head];
+    d->error_head = (uint8_t)((d->error_head + 1) % DEVICE_ERRORS);
+    e->wall_ms = loop_wall(d->loop);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->text, sizeof(e->text), fmt, ap);
+    va_end(ap);
+}
+
+static enum device_failure failure_of(enum drv_status st)
+{
+    switch (st) {
+    case DRV_ERR_CONNECT: return DEVICE_FAIL_CONNECT;
+    case DRV_ERR_TIMEOUT: return DEVICE_FAIL_TIMEOUT;
+    case DRV_ERR_PROTOCOL: return DEVICE_FAIL_PROTOCOL;
+    case DRV_ERR_EXCEPTION: return DEVICE_FAIL_EXCEPTION;
+    case DRV_ERR_IO: return DEVICE_FAIL_IO;
+    default: return DEVICE_FAIL_OTHER;
+    }
+}
+
+static void note_latency(struct device *d)
+{
+    double s = (double)(loop_now(d->loop) - d->job_started) / 1000.0;
+    size_t b = 0;
+    while (b < DEVICE_LATENCY_BOUNDS && s > device_latency_bounds_s[b])
+        b++;
+    d->stats.latency[b]++;
+    d->stats.latency_sum_s += s;
+}
 
 // A counter's guard, or NULL.
 static struct guard *guard_of(const struct device *d, size_t i)
@@ -593,9 +643,13 @@ static void job_done(void *arg)
             d->stats.poll_errors++;
         else
             d->stats.writes_failed++;
+        d->stats.failures[failure_of(d->res->status)]++;
         log_limited(&d->fail_limit, loop_now(d->loop), LOG_LVL_WARN, d->cfg->id, "%s failed: %s",
                     sj->kind == SCHED_JOB_WRITE ? "write" : "poll", d->res->detail);
+        note_error(d, "%s failed: %s", sj->kind == SCHED_JOB_WRITE ? "write" : "poll",
+                   d->res->detail);
     } else if (r == SCHED_RESULT_OK || r == SCHED_RESULT_BUSY) {
+        note_latency(d);
         d->last_ok_wall = wall;
         log_release(&d->fail_limit, d->cfg->id, "answering again");
     }
@@ -632,6 +686,7 @@ static void job_done(void *arg)
             // its values are unknown now, not frozen at their last reading.
             log_limited(&d->refuse_limit, loop_now(d->loop), LOG_LVL_WARN, d->cfg->id,
                         "read refused: %s", d->res->detail);
+            note_error(d, "read refused: %s", d->res->detail);
             g->valid = false;
             for (size_t k = 0; k < g->n_entities; k++)
                 if (d->drv->n_tables)
@@ -647,6 +702,7 @@ static void job_done(void *arg)
         if (refused) {
             d->stats.writes_refused++;
             log_warn(d->cfg->id, "%s: the device refused the write: %s", e->id, d->res->detail);
+            note_error(d, "%s: write refused: %s", e->id, d->res->detail);
             mark_dirty(d); // snap the control back
         } else if (r == SCHED_RESULT_OK) {
             d->stats.writes++;
@@ -733,6 +789,7 @@ static void done_event(void *arg)
 static void start_job(struct device *d, const struct sched_job *sj)
 {
     d->sjob = *sj;
+    d->job_started = loop_now(d->loop);
     if (sj->kind == SCHED_JOB_POLL) {
         const struct group *g = &d->groups[sj->group];
         if (d->drv->n_tables)
@@ -804,6 +861,8 @@ static void device_tick(void *arg)
             control_of(d, target)->write.queued = false;
             log_warn(d->cfg->id, "%s: command dropped (%s)", d->model->entities[target].id,
                      why == SCHED_DROP_EXPIRED ? "not sent in time" : "write failed repeatedly");
+            note_error(d, "%s: command dropped (%s)", d->model->entities[target].id,
+                       why == SCHED_DROP_EXPIRED ? "not sent in time" : "write failed repeatedly");
             mark_dirty(d);
         }
         enum sched_state st = sched_state(d->sched);
@@ -1079,7 +1138,49 @@ void device_get_stats(const struct device *d, struct device_stats *out)
 
 void device_sched_status(const struct device *d, struct sched_status *out)
 {
-    sched_status(d->sched, now_pair(d), out);
+    if (d->sched)
+        sched_status(d->sched, now_pair(d), out);
+    else
+        *out = (struct sched_status){.state = d->last_state};
+}
+
+int64_t device_next_request_ms(const struct device *d)
+{
+    if (d->busy || !loop_timer_armed(&d->timer))
+        return -1;
+    int64_t left = d->timer.due_ms - loop_now(d->loop);
+    return left > 0 ? left : 0;
+}
+
+size_t device_last_errors(const struct device *d, struct device_error *out)
+{
+    size_t n = 0;
+    for (size_t k = 1; k <= DEVICE_ERRORS; k++) {
+        const struct device_error *e =
+            &d->errors[(d->error_head + DEVICE_ERRORS - k) % DEVICE_ERRORS];
+        if (e->wall_ms)
+            out[n++] = *e;
+    }
+    return n;
+}
+
+const struct state *device_values(const struct device *d)
+{
+    return &d->state;
+}
+
+bool device_entity_shown(const struct device *d, size_t i)
+{
+    return i < d->model->n_entities && !d->cfg->disabled[i] && !d->model->entities[i].internal;
+}
+
+bool device_write_pending(const struct device *d, size_t i, const struct command_value **cv)
+{
+    const struct control *c = i < d->model->n_entities ? control_of(d, i) : NULL;
+    if (!c || !c->write.queued)
+        return false;
+    *cv = &c->write.cv;
+    return true;
 }
 
 // ---- services for event-driven drivers --------------------------------------------------------

@@ -13,6 +13,8 @@
 #include "core/sched.h"
 #include "mqtt/command.h"
 
+struct state;
+
 struct loop;
 struct persist;
 struct device;
@@ -57,13 +59,52 @@ void device_mqtt_message(struct device *d, const char *topic, const uint8_t *pay
 // The device's state message (malloc'd JSON).
 char *device_state_json(struct device *d);
 
+// Why an exchange failed, for the metrics (from the driver's status).
+enum device_failure {
+    DEVICE_FAIL_CONNECT,
+    DEVICE_FAIL_TIMEOUT,
+    DEVICE_FAIL_PROTOCOL,
+    DEVICE_FAIL_EXCEPTION,
+    DEVICE_FAIL_IO,
+    DEVICE_FAIL_OTHER,
+    DEVICE_FAIL_N
+};
+const char *device_failure_name(enum device_failure f);
+
+// Reply latency histogram: upper bounds in seconds; one more bucket (+Inf) follows.
+enum { DEVICE_LATENCY_BOUNDS = 11 };
+extern const double device_latency_bounds_s[DEVICE_LATENCY_BOUNDS];
+
 struct device_stats {
     uint64_t polls, poll_errors, writes, writes_failed, writes_refused, writes_dropped;
     uint64_t guard_rejects;
+    uint64_t failures[DEVICE_FAIL_N];            // polls and writes, by reason
+    uint32_t latency[DEVICE_LATENCY_BOUNDS + 1]; // answered exchanges per bucket (not cumulative)
+    double latency_sum_s;
     int64_t last_ok_wall_ms;
     size_t blocks; // read requests per full poll cycle
 };
 void device_get_stats(const struct device *d, struct device_stats *out);
 void device_sched_status(const struct device *d, struct sched_status *out);
+
+// Milliseconds until the device's next exchange may start (0: now), -1 while one is in flight
+// or nothing is planned.
+int64_t device_next_request_ms(const struct device *d);
+
+// The last problems (failed or refused exchanges, dropped commands), for the status page.
+enum { DEVICE_ERRORS = 3, DEVICE_ERROR_TEXT = 96 };
+struct device_error {
+    int64_t wall_ms; // 0 = no entry
+    char text[DEVICE_ERROR_TEXT];
+};
+// Copies up to DEVICE_ERRORS entries into `out`, newest first; returns how many.
+size_t device_last_errors(const struct device *d, struct device_error *out);
+
+// The entity values, indexed like the model's entities.
+const struct state *device_values(const struct device *d);
+// Whether entity `i` is published (enabled in the configuration, not internal).
+bool device_entity_shown(const struct device *d, size_t i);
+// Whether a command for writable entity `i` waits to be sent; *cv is what it carries.
+bool device_write_pending(const struct device *d, size_t i, const struct command_value **cv);
 
 #endif

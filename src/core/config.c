@@ -2,6 +2,7 @@
 // Loading and checking the user's configuration.
 #include "core/config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
@@ -26,8 +27,9 @@ struct cfg_loader {
     size_t n_models;
 };
 
-static const char *const top_keys[] = {"mqtt",      "state_dir", "entities_dir",
-                                       "log_level", "devices",   NULL};
+static const char *const top_keys[] = {"mqtt",      "http",    "state_dir", "entities_dir",
+                                       "log_level", "devices", NULL};
+static const char *const http_keys[] = {"listen", "allow", NULL};
 static const char *const mqtt_keys[] = {
     "url",       "username",    "password",         "password_file",
     "client_id", "base_topic",  "discovery_prefix", "discovery",
@@ -170,6 +172,79 @@ static void read_mqtt(struct cfg_loader *L, const struct node *n)
     if (!topic_level_ok(m->birth_topic, true))
         diag_at(r->d, r->file, n ? node_get(n, "birth_topic") : NULL, "mqtt.birth_topic",
                 "expected a topic without + # or leading/trailing /, got '%s'", m->birth_topic);
+}
+
+// `listen`: "address:port", "[v6]:port", ":port" or a bare port; the address must be numeric
+// (no name look-up at start) and defaults to 127.0.0.1, so nothing is exposed by accident.
+static int parse_listen(struct arena *a, const char *s, struct http_config *h)
+{
+    const char *colon = strrchr(s, ':');
+    const char *port = colon ? colon + 1 : s;
+    long long p;
+    if (!node_parse_int(port, &p) || p < 1 || p > 65535)
+        return -1;
+    h->port = (int)p;
+    h->address = "127.0.0.1";
+    if (colon && colon > s) {
+        const char *b = s, *e = colon;
+        if (*b == '[') {
+            if (e[-1] != ']')
+                return -1;
+            b++;
+            e--;
+        }
+        char addr[64];
+        if (e <= b || (size_t)(e - b) >= sizeof(addr))
+            return -1;
+        memcpy(addr, b, (size_t)(e - b));
+        addr[e - b] = '\0';
+        unsigned char bin[16];
+        if (inet_pton(AF_INET, addr, bin) != 1 && inet_pton(AF_INET6, addr, bin) != 1)
+            return -1;
+        h->address = arena_strdup(a, addr);
+    }
+    return 0;
+}
+
+static void read_http(struct cfg_loader *L, const struct node *n)
+{
+    struct reader *r = &L->r;
+    struct http_config *h = &L->c->http;
+    if (!n || node_is_null(n))
+        return;
+    if (n->kind == NODE_SCALAR) {
+        const char *text = rd_text(r, n, "http");
+        if (text && parse_listen(r->a, text, h) < 0)
+            diag_at(r->d, r->file, n, "http", "expected [address:]port, got '%s'", text);
+        return;
+    }
+    if (!rd_is_map(r, n, "http"))
+        return;
+    rd_check_keys(r, n, "http", http_keys);
+    const struct node *ln = node_get(n, "listen");
+    if (ln && !node_is_null(ln)) {
+        const char *text = rd_text(r, ln, "http.listen");
+        if (text && *text && parse_listen(r->a, text, h) < 0)
+            diag_at(r->d, r->file, ln, "http.listen",
+                    "expected [address:]port with a numeric address, e.g. 127.0.0.1:8099, got "
+                    "'%s'",
+                    text);
+    }
+    const struct node *al = node_get(n, "allow");
+    if (al && !node_is_null(al) && rd_is_seq(r, al, "http.allow")) {
+        h->allow = arena_alloc(r->a, (al->n ? al->n : 1) * sizeof(*h->allow));
+        for (size_t i = 0; i < al->n; i++) {
+            const char *ip = NULL;
+            const char *p = rd_index(r, "http.allow", i);
+            if (rd_v_str(r, al->items[i], p, &ip) <= 0)
+                continue;
+            unsigned char bin[16];
+            if (inet_pton(AF_INET, ip, bin) != 1 && inet_pton(AF_INET6, ip, bin) != 1)
+                diag_at(r->d, r->file, al->items[i], p, "expected a numeric address, got '%s'", ip);
+            else
+                h->allow[h->n_allow++] = ip;
+        }
+    }
 }
 
 static const struct model *load_model(struct cfg_loader *L, const struct node *n, const char *path,
@@ -447,7 +522,8 @@ static void add_entity_dir(struct config *c, struct arena *a, const char *dir)
     c->entity_dirs = dirs;
 }
 
-int config_load(const char *path, struct config **out, struct diag *d)
+static int load(const char *path, const char *text, size_t text_len, struct config **out,
+                struct diag *d)
 {
     *out = NULL;
     struct arena *a = arena_new();
@@ -459,7 +535,9 @@ int config_load(const char *path, struct config **out, struct diag *d)
     size_t before = diag_count(d);
 
     struct node *root = NULL;
-    if (node_load(a, path, &root, d) < 0)
+    int parsed =
+        text ? node_parse(a, c->file, text, text_len, &root, d) : node_load(a, path, &root, d);
+    if (parsed < 0)
         goto out;
     if (!root) {
         diag_pos(d, path, 1, 1, "", "the configuration is empty");
@@ -469,6 +547,7 @@ int config_load(const char *path, struct config **out, struct diag *d)
         goto out;
     rd_check_keys(&L.r, root, "", top_keys);
     read_mqtt(&L, node_get(root, "mqtt"));
+    read_http(&L, node_get(root, "http"));
 
     char dir[PATH_MAX];
     snprintf(dir, sizeof(dir), "%s", path);
@@ -538,6 +617,17 @@ out:
     }
     *out = c;
     return 0;
+}
+
+int config_load(const char *path, struct config **out, struct diag *d)
+{
+    return load(path, NULL, 0, out, d);
+}
+
+int config_load_text(const char *name, const char *text, size_t len, struct config **out,
+                     struct diag *d)
+{
+    return load(name, text, len, out, d);
 }
 
 void config_free(struct config *c)

@@ -40,6 +40,14 @@ struct mqtt_config {
     int64_t scan_ms;         // retained-config scan at start-up
 };
 
+// The status web server (HTTP API, metrics, page). Off unless a port is configured.
+struct http_config {
+    const char *address; // numeric IPv4 or IPv6 address to listen on
+    int port;            // 0 = off
+    const char **allow;  // client addresses served (none: every client that can connect)
+    size_t n_allow;
+};
+
 struct device_config {
     const char *id;
     const char *name;
@@ -58,6 +66,7 @@ struct config {
     struct arena *arena;
     const char *file;
     struct mqtt_config mqtt;
+    struct http_config http;
     const char *state_dir;
     const char **entity_dirs;
     size_t n_entity_dirs;
@@ -72,6 +81,10 @@ int64_t config_exchange_ms(const struct params *core_options);
 
 // Loads `path`. Returns 0 and *out, or -EINVAL with the problems in `d` (and *out NULL).
 int config_load(const char *path, struct config **out, struct diag *d);
+// The same from a document in memory; `name` stands for the file in messages and decides
+// the default state_dir (its directory).
+int config_load_text(const char *name, const char *text, size_t len, struct config **out,
+                     struct diag *d);
 void config_free(struct config *c);
 
 const struct device_config *config_find_device(const struct config *c, const char *id);

@@ -39,6 +39,8 @@ struct sched {
     bool ever_ok;
     bool sleepy; // the last result said the device sleeps
     uint32_t failures;
+    bool held;            // the job waiting now is held back by the gap, backoff or a window
+    uint64_t guard_waits; // jobs that started late because of that
 
     int64_t *due_ms; // next poll per group
     bool *first;     // groups the driver wants polled before anything else
@@ -344,6 +346,8 @@ int64_t sched_next(struct sched *s, struct sched_time now, struct sched_job *job
         start += window_clear(s->cfg, wall) - wall;
     }
     if (start > now.mono_ms) {
+        if (start > max64(p.ready_ms, now.mono_ms))
+            s->held = true;
         // Wake up early enough to notice an expiring write or the device going stale.
         int64_t wake = start;
         if (s->cfg->write_expiry_ms)
@@ -376,6 +380,10 @@ int64_t sched_next(struct sched *s, struct sched_time now, struct sched_job *job
     }
     s->cur = *job;
     s->in_flight = true;
+    if (s->held) {
+        s->held = false;
+        s->guard_waits++;
+    }
     return now.mono_ms;
 }
 
@@ -526,5 +534,6 @@ void sched_status(const struct sched *s, struct sched_time now, struct sched_sta
         .pending_writes = s->n_pend,
         .failures = s->failures,
         .last_ok_mono_ms = s->ever_ok ? s->last_ok_ms : 0,
+        .guard_waits = s->guard_waits,
     };
 }

@@ -132,6 +132,8 @@ struct sched_status {
     size_t pending_writes;
     uint32_t failures;       // consecutive
     int64_t last_ok_mono_ms; // 0 = never
+    uint64_t guard_waits;    // exchanges that started late because of the gap, a backoff or a
+                             // quiet window (not because nothing was due)
 };
 void sched_status(const struct sched *s, struct sched_time now, struct sched_status *out);
 

@@ -731,6 +731,54 @@ START_TEST(test_urls)
 }
 END_TEST
 
+struct http_case {
+    const char *yaml; // the value of `http:`
+    const char *address;
+    int port;
+    size_t n_allow;
+    const char *error; // NULL: valid
+};
+
+static const struct http_case https[] = {
+    {"{listen: '127.0.0.1:8099'}", "127.0.0.1", 8099, 0, NULL},
+    {"8100", "127.0.0.1", 8100, 0, NULL},
+    {"{listen: ':8101'}", "127.0.0.1", 8101, 0, NULL},
+    {"{listen: '0.0.0.0:8099', allow: [172.30.32.2, 127.0.0.1]}", "0.0.0.0", 8099, 2, NULL},
+    {"{listen: '[::1]:8099'}", "::1", 8099, 0, NULL},
+    {"{listen: 'localhost:8099'}", NULL, 0, 0, "http.listen: expected [address:]port"},
+    {"{listen: '127.0.0.1:0'}", NULL, 0, 0, "http.listen: expected [address:]port"},
+    {"{listen: '127.0.0.1:70000'}", NULL, 0, 0, "http.listen: expected"},
+    {"{listen: '8099', allow: [somehost]}", NULL, 0, 0, "http.allow[0]: expected a numeric"},
+    {"{port: 8099}", NULL, 0, 0, "http.port: unknown key"},
+};
+
+START_TEST(test_http)
+{
+    const struct http_case *h = &https[_i];
+    char text[256];
+    snprintf(text, sizeof(text), "http: %s\n", h->yaml);
+    if (!h->error) {
+        load_ok(text);
+        ck_assert_str_eq(cfg->http.address, h->address);
+        ck_assert_int_eq(cfg->http.port, h->port);
+        ck_assert_uint_eq(cfg->http.n_allow, h->n_allow);
+        return;
+    }
+    ck_assert_int_lt(load_text(text), 0);
+    bool found = false;
+    for (size_t i = 0; i < diag.n; i++)
+        found |= strstr(diag.lines[i], h->error) != NULL;
+    ck_assert_msg(found, "no '%s' in %s", h->error, diag.n ? diag.lines[0] : "(nothing)");
+}
+END_TEST
+
+START_TEST(test_http_off_by_default)
+{
+    load_ok("mqtt: {url: 'mqtt://b'}\n");
+    ck_assert_int_eq(cfg->http.port, 0);
+}
+END_TEST
+
 START_TEST(test_env_expansion)
 {
     setenv("E2M_TEST_HOST", "10.1.2.3", 1);
@@ -907,6 +955,8 @@ static Suite *config_suite(void)
     tcase_add_test(lc, test_settings_and_disable);
     tcase_add_test(lc, test_defaults);
     tcase_add_loop_test(lc, test_urls, 0, N(urls));
+    tcase_add_loop_test(lc, test_http, 0, N(https));
+    tcase_add_test(lc, test_http_off_by_default);
     tcase_add_test(lc, test_env_expansion);
     tcase_add_test(lc, test_password_file);
     tcase_add_test(lc, test_yaml_and_json_agree);

@@ -77,6 +77,42 @@ START_TEST(test_gap_between_exchanges)
 }
 END_TEST
 
+// Guard waits count exchanges held back by the gap, not those that were simply not due yet.
+START_TEST(test_guard_waits_are_counted)
+{
+    struct sched_config c = base_config();
+    struct sched *s = sched_new(&c, 1, at(0));
+    struct sched_job j;
+    struct sched_status st;
+    int64_t wake, t = 0;
+    if (!start(s, 0, &j, &wake)) { // the first poll may be spread out: not a guard wait
+        t = wake;
+        ck_assert(start(s, t, &j, NULL));
+    }
+    sched_done(s, at(t + S), SCHED_RESULT_OK);
+    sched_status(s, at(t + S), &st);
+    ck_assert_uint_eq(st.guard_waits, 0);
+    ck_assert_int_eq(st.guard_remaining_ms, 31 * S);
+    // The next poll is due at 35 s, after the gap (32 s): a plain wait, not a guard wait.
+    ck_assert(!start(s, t + S, &j, &wake));
+    ck_assert_int_eq(wake, t + 35 * S);
+    ck_assert(start(s, wake, &j, NULL));
+    sched_done(s, at(t + 36 * S), SCHED_RESULT_OK);
+    sched_status(s, at(t + 36 * S), &st);
+    ck_assert_uint_eq(st.guard_waits, 0);
+    // A write queued right after the exchange waits for the gap: one guard wait.
+    sched_write(s, at(t + 37 * S), 4, 0, -1);
+    ck_assert(!start(s, t + 37 * S, &j, &wake));
+    ck_assert_int_eq(wake, t + 67 * S);
+    ck_assert(start(s, wake, &j, NULL));
+    ck_assert_int_eq(j.kind, SCHED_JOB_WRITE);
+    sched_status(s, at(wake), &st);
+    ck_assert_uint_eq(st.guard_waits, 1);
+    ck_assert(st.in_flight);
+    sched_free(s);
+}
+END_TEST
+
 START_TEST(test_write_then_readback_then_poll)
 {
     struct sched_config c = base_config();
@@ -798,6 +834,7 @@ static Suite *sched_suite(void)
     Suite *s = suite_create("sched");
     TCase *tc = tcase_create("rules");
     tcase_add_test(tc, test_gap_between_exchanges);
+    tcase_add_test(tc, test_guard_waits_are_counted);
     tcase_add_test(tc, test_write_then_readback_then_poll);
     tcase_add_test(tc, test_writes_coalesce_newest_wins);
     tcase_add_test(tc, test_write_interval_per_target);

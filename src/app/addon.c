@@ -1,0 +1,393 @@
+// SPDX-License-Identifier: MIT
+// The add-on's options and the Supervisor's MQTT service, turned into a configuration.
+#include "app/addon.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/diag.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/node.h"
+
+enum { SUPERVISOR_TIMEOUT_MS = 10000, SUPERVISOR_MAX_REPLY = 64 * 1024 };
+
+// A device option in the add-on is "key: value"; in the document it becomes one member of a
+// YAML flow mapping, spliced in as written so that `off`, `30s` or a list of quiet windows
+// mean exactly what they mean in the configuration file.
+static const char OPTIONS_MARK[] = "\001e2m-options-";
+
+static void copy_str(char *dst, size_t n, const json_t *v)
+{
+    snprintf(dst, n, "%s", json_is_string(v) ? json_string_value(v) : "");
+}
+
+int addon_parse_service(const char *body, struct addon_broker *out, char *err, size_t err_size)
+{
+    memset(out, 0, sizeof(*out));
+    json_error_t je;
+    json_t *root = json_loads(body, 0, &je);
+    if (!root) {
+        snprintf(err, err_size, "the Supervisor's answer is not JSON (%s)", je.text);
+        return -1;
+    }
+    int rc = -1;
+    const json_t *result = json_object_get(root, "result");
+    const json_t *data = json_object_get(root, "data");
+    if (!json_is_string(result) || strcmp(json_string_value(result), "ok") != 0 ||
+        !json_is_object(data)) {
+        const char *msg = json_string_value(json_object_get(root, "message"));
+        snprintf(err, err_size, "the Supervisor has no MQTT service: %s",
+                 msg ? msg : "no data in its answer");
+        goto out;
+    }
+    const json_t *host = json_object_get(data, "host");
+    const json_t *port = json_object_get(data, "port");
+    if (!json_is_string(host) || !*json_string_value(host)) {
+        snprintf(err, err_size, "the Supervisor's MQTT service names no host");
+        goto out;
+    }
+    copy_str(out->host, sizeof(out->host), host);
+    // An integer by the Supervisor's schema; older documentation shows a string.
+    long long p = json_is_integer(port)  ? json_integer_value(port)
+                  : json_is_string(port) ? strtoll(json_string_value(port), NULL, 10)
+                                         : 1883;
+    if (p < 1 || p > 65535) {
+        snprintf(err, err_size, "the Supervisor's MQTT service has an invalid port");
+        goto out;
+    }
+    out->port = (int)p;
+    out->ssl = json_is_true(json_object_get(data, "ssl"));
+    copy_str(out->username, sizeof(out->username), json_object_get(data, "username"));
+    copy_str(out->password, sizeof(out->password), json_object_get(data, "password"));
+    const json_t *prov = json_object_get(data, "addon");
+    if (!json_is_string(prov))
+        prov = json_object_get(data, "app"); // the v2 API's name
+    copy_str(out->provider, sizeof(out->provider), prov);
+    rc = 0;
+out:
+    json_decref(root);
+    return rc;
+}
+
+bool addon_has_broker(const json_t *options)
+{
+    const char *url = json_string_value(json_object_get(json_object_get(options, "mqtt"), "url"));
+    return url && *url;
+}
+
+// Whether `v` carries something: the Supervisor writes optional keys the user cleared as
+// empty strings or nulls.
+static bool is_set(const json_t *v)
+{
+    return v && !json_is_null(v) && !(json_is_string(v) && !*json_string_value(v));
+}
+
+static json_t *copy_set_members(const json_t *src)
+{
+    json_t *dst = json_object();
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)src, k, v)
+    {
+        if (is_set(v))
+            json_object_set(dst, k, v);
+    }
+    return dst;
+}
+
+// Checks that `item` is "key: value" pairs of a flow mapping (exactly one when `one`).
+static int check_option(const char *item, bool one, char *err, size_t err_size, const char *path)
+{
+    struct arena *a = arena_new();
+    struct diag d;
+    diag_init(&d);
+    size_t len = strlen(item) + 3;
+    char *text = arena_alloc(a, len);
+    snprintf(text, len, "{%s}", item);
+    struct node *root = NULL;
+    int rc = 0;
+    if (strchr(item, '\n') || node_parse(a, path, text, strlen(text), &root, &d) < 0 || !root ||
+        root->kind != NODE_MAP || root->n < 1 || (one && root->n != 1)) {
+        rc = -1;
+    }
+    for (size_t i = 0; rc == 0 && i < root->n; i++)
+        if (node_is_null(root->items[i]))
+            rc = -1;
+    if (rc < 0)
+        snprintf(err, err_size, "%s: expected %s (e.g. 'poll_interval: 30s'), got '%s'", path,
+                 one ? "one 'key: value'" : "'key: value' pairs separated by commas", item);
+    diag_free(&d);
+    arena_free(a);
+    return rc;
+}
+
+static char *splice_options(char *text, char **flows, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char mark[64];
+        snprintf(mark, sizeof(mark), "\"\\u0001e2m-options-%zu\"", i);
+        char *at = strstr(text, mark);
+        if (!at)
+            continue;
+        size_t before = (size_t)(at - text), ml = strlen(mark), fl = strlen(flows[i]);
+        size_t after = strlen(at + ml);
+        char *out = xmalloc(before + fl + after + 1);
+        memcpy(out, text, before);
+        memcpy(out + before, flows[i], fl);
+        memcpy(out + before + fl, at + ml, after + 1);
+        free(text);
+        text = out;
+    }
+    return text;
+}
+
+char *addon_build_config(const json_t *options, const struct addon_broker *broker,
+                         const char *listen, const char *state_dir, char *err, size_t err_size)
+{
+    if (!json_is_object(options)) {
+        snprintf(err, err_size, "the add-on options are not a JSON object");
+        return NULL;
+    }
+    json_t *doc = json_object();
+    char **flows = NULL;
+    size_t n_flows = 0;
+    char *text = NULL;
+
+    const json_t *m = json_object_get(options, "mqtt");
+    json_t *mqtt = json_is_object(m) ? copy_set_members(m) : json_object();
+    if (!addon_has_broker(options)) {
+        if (!broker) {
+            snprintf(err, err_size,
+                     "no MQTT broker: set mqtt.url in the add-on's options, or install the "
+                     "Mosquitto broker add-on so that the Supervisor can name one");
+            json_decref(mqtt);
+            goto fail;
+        }
+        char url[300];
+        snprintf(url, sizeof(url), "%s://%s:%d", broker->ssl ? "mqtts" : "mqtt", broker->host,
+                 broker->port);
+        json_object_set_new(mqtt, "url", json_string(url));
+        // Credentials typed into the options win over the service's.
+        if (!json_object_get(mqtt, "username") && broker->username[0])
+            json_object_set_new(mqtt, "username", json_string(broker->username));
+        if (!json_object_get(mqtt, "password") && broker->password[0])
+            json_object_set_new(mqtt, "password", json_string(broker->password));
+    }
+    json_object_set_new(doc, "mqtt", mqtt);
+    json_object_set_new(
+        doc, "http",
+        json_pack("{s:s,s:[s,s]}", "listen", listen, "allow", "172.30.32.2", "127.0.0.1"));
+    json_object_set_new(doc, "state_dir", json_string(state_dir));
+    const json_t *lvl = json_object_get(options, "log_level");
+    if (is_set(lvl))
+        json_object_set(doc, "log_level", (json_t *)lvl);
+
+    json_t *devices = json_array();
+    json_object_set_new(doc, "devices", devices);
+    const json_t *devs = json_object_get(options, "devices");
+    if (devs && !json_is_array(devs)) {
+        snprintf(err, err_size, "devices: expected a list");
+        goto fail;
+    }
+    size_t i;
+    const json_t *dev;
+    json_array_foreach(devs, i, dev)
+    {
+        if (!json_is_object(dev)) {
+            snprintf(err, err_size, "devices[%zu]: expected a mapping", i);
+            goto fail;
+        }
+        json_t *out = copy_set_members(dev);
+        json_array_append_new(devices, out);
+        const json_t *dis = json_object_get(out, "disable");
+        if (json_is_string(dis)) {
+            // The schema's form: entity ids separated by commas or spaces.
+            json_t *ids = json_array();
+            char *copy = xstrdup(json_string_value(dis)), *save = NULL;
+            for (char *t = strtok_r(copy, ", \t", &save); t; t = strtok_r(NULL, ", \t", &save))
+                json_array_append_new(ids, json_string(t));
+            free(copy);
+            json_object_set_new(out, "disable", ids);
+        }
+        const json_t *opts = json_object_get(dev, "options");
+        if (!is_set(opts)) {
+            json_object_del(out, "options");
+            continue;
+        }
+        char path[64];
+        char *flow;
+        if (json_is_string(opts)) {
+            // The schema's form: "poll_interval: 30s, min_request_gap: 31s".
+            snprintf(path, sizeof(path), "devices[%zu].options", i);
+            if (check_option(json_string_value(opts), false, err, err_size, path) < 0)
+                goto fail;
+            size_t n = strlen(json_string_value(opts)) + 3;
+            flow = xmalloc(n);
+            snprintf(flow, n, "{%s}", json_string_value(opts));
+            goto add;
+        }
+        if (!json_is_array(opts)) {
+            snprintf(err, err_size,
+                     "devices[%zu].options: expected 'key: value' pairs separated by commas", i);
+            goto fail;
+        }
+        size_t len = 3, k;
+        const json_t *item;
+        json_array_foreach(opts, k, item)
+        {
+            snprintf(path, sizeof(path), "devices[%zu].options[%zu]", i, k);
+            if (!json_is_string(item) ||
+                check_option(json_string_value(item), true, err, err_size, path) < 0) {
+                if (!json_is_string(item))
+                    snprintf(err, err_size, "%s: expected a 'key: value' string", path);
+                goto fail;
+            }
+            len += strlen(json_string_value(item)) + 2;
+        }
+        flow = xmalloc(len);
+        strcpy(flow, "{");
+        json_array_foreach(opts, k, item)
+        {
+            if (k)
+                strcat(flow, ", ");
+            strcat(flow, json_string_value(item));
+        }
+        strcat(flow, "}");
+    add:
+        flows = xrealloc(flows, (n_flows + 1) * sizeof(*flows));
+        flows[n_flows] = flow;
+        char mark[64];
+        snprintf(mark, sizeof(mark), "%s%zu", OPTIONS_MARK, n_flows++);
+        json_object_set_new(out, "options", json_string(mark));
+    }
+    text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    text = splice_options(text, flows, n_flows);
+fail:
+    for (size_t k = 0; k < n_flows; k++)
+        free(flows[k]);
+    free(flows);
+    json_decref(doc);
+    return text;
+}
+
+// ---- the Supervisor ---------------------------------------------------------------------------
+
+struct reply {
+    char *text;
+    size_t len;
+};
+
+static size_t collect(char *data, size_t size, size_t n, void *arg)
+{
+    struct reply *r = arg;
+    size_t add = size * n;
+    if (r->len + add > SUPERVISOR_MAX_REPLY)
+        return 0; // ends the transfer with an error
+    r->text = xrealloc(r->text, r->len + add + 1);
+    memcpy(r->text + r->len, data, add);
+    r->len += add;
+    r->text[r->len] = '\0';
+    return add;
+}
+
+int addon_query_supervisor(const char *base_url, const char *token, struct addon_broker *out,
+                           char *err, size_t err_size)
+{
+    char url[512], auth[1024];
+    snprintf(url, sizeof(url), "%s/services/mqtt", base_url);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+    CURL *c = curl_easy_init();
+    if (!c) {
+        snprintf(err, err_size, "cannot initialise libcurl");
+        return -1;
+    }
+    struct curl_slist *headers = curl_slist_append(NULL, auth);
+    struct reply r = {xcalloc(1, 1), 0};
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)SUPERVISOR_TIMEOUT_MS);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    int rc = -1;
+    CURLcode cc = curl_easy_perform(c);
+    long status = 0;
+    if (cc != CURLE_OK) {
+        snprintf(err, err_size, "cannot reach the Supervisor at %s: %s", base_url,
+                 curl_easy_strerror(cc));
+        goto out;
+    }
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    if (status == 403) {
+        snprintf(err, err_size,
+                 "the Supervisor refused access to the MQTT service (HTTP 403): the add-on must "
+                 "declare `services: [mqtt:want]`");
+        goto out;
+    }
+    rc = addon_parse_service(r.text, out, err, err_size);
+    if (rc < 0 && status != 200) {
+        size_t n = strlen(err);
+        snprintf(err + n, err_size - n, " (HTTP %ld)", status);
+    }
+out:
+    free(r.text);
+    curl_slist_free_all(headers);
+    curl_easy_cleanup(c);
+    return rc;
+}
+
+static json_t *read_options(const char *path)
+{
+    json_error_t je;
+    json_t *o = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    if (!o)
+        log_error("addon", "%s:%d:%d: %s", path, je.line, je.column, je.text);
+    return o;
+}
+
+char *addon_load(const char *options_path)
+{
+    json_t *options = read_options(options_path);
+    if (!options)
+        return NULL;
+    struct addon_broker broker;
+    bool have_broker = false;
+    char err[512] = "";
+    if (!addon_has_broker(options)) {
+        const char *token = getenv("SUPERVISOR_TOKEN");
+        if (!token || !*token)
+            token = getenv("HASSIO_TOKEN");
+        const char *base = getenv("E2M_SUPERVISOR_URL");
+        if (!base || !*base)
+            base = "http://supervisor";
+        if (!token || !*token) {
+            log_error("addon", "mqtt.url is empty and there is no SUPERVISOR_TOKEN to ask the "
+                               "Supervisor for the broker");
+        } else if (addon_query_supervisor(base, token, &broker, err, sizeof(err)) < 0) {
+            log_error("addon", "%s", err);
+        } else {
+            have_broker = true;
+            log_info("addon", "MQTT broker from the Supervisor: %s:%d%s (%s)", broker.host,
+                     broker.port, broker.ssl ? " with TLS" : "",
+                     broker.provider[0] ? broker.provider : "provider not named");
+        }
+    }
+    const char *listen = getenv("E2M_ADDON_LISTEN");
+    if (!listen || !*listen)
+        listen = "0.0.0.0:8099";
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s", options_path);
+    char *text = addon_build_config(options, have_broker ? &broker : NULL, listen, dirname(dir),
+                                    err, sizeof(err));
+    if (!text)
+        log_error("addon", "%s: %s", options_path, err);
+    json_decref(options);
+    return text;
+}

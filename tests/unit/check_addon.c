@@ -1,0 +1,225 @@
+// SPDX-License-Identifier: MIT
+// Unit tests for the add-on glue (app/addon): the Supervisor's MQTT service answer and the
+// conversion of /data/options.json into a configuration the loader accepts.
+#include <check.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app/addon.h"
+#include "core/config.h"
+#include "core/diag.h"
+#include "core/log.h"
+#include "core/model.h"
+#include "core/params.h"
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
+struct service_case {
+    const char *body;
+    int rc;
+    const char *host, *provider;
+    int port;
+    bool ssl;
+    const char *user, *error;
+};
+
+static const struct service_case service_cases[] = {
+    // The v1 API: `addon`.
+    {"{\"result\":\"ok\",\"data\":{\"addon\":\"core_mosquitto\",\"host\":\"core-mosquitto\","
+     "\"port\":1883,\"ssl\":false,\"protocol\":\"3.1.1\",\"username\":\"addons\","
+     "\"password\":\"pw\"}}",
+     0, "core-mosquitto", "core_mosquitto", 1883, false, "addons", NULL},
+    // The v2 API: `app`, TLS, no credentials.
+    {"{\"result\":\"ok\",\"data\":{\"app\":\"local_broker\",\"host\":\"10.0.0.2\",\"port\":8883,"
+     "\"ssl\":true}}",
+     0, "10.0.0.2", "local_broker", 8883, true, "", NULL},
+    // A port written as a string, as older documentation shows it.
+    {"{\"result\":\"ok\",\"data\":{\"host\":\"b\",\"port\":\"1884\"}}", 0, "b", "", 1884, false, "",
+     NULL},
+    {"{\"result\":\"error\",\"message\":\"Service not enabled\"}", -1, NULL, NULL, 0, false, NULL,
+     "Service not enabled"},
+    {"{\"result\":\"ok\",\"data\":{\"port\":1883}}", -1, NULL, NULL, 0, false, NULL, "no host"},
+    {"{\"result\":\"ok\",\"data\":{\"host\":\"b\",\"port\":70000}}", -1, NULL, NULL, 0, false, NULL,
+     "invalid port"},
+    {"<html>bad gateway</html>", -1, NULL, NULL, 0, false, NULL, "not JSON"},
+};
+
+START_TEST(test_service)
+{
+    const struct service_case *c = &service_cases[_i];
+    struct addon_broker b;
+    char err[256] = "";
+    int rc = addon_parse_service(c->body, &b, err, sizeof(err));
+    ck_assert_int_eq(rc, c->rc);
+    if (rc == 0) {
+        ck_assert_str_eq(b.host, c->host);
+        ck_assert_int_eq(b.port, c->port);
+        ck_assert_int_eq(b.ssl, c->ssl);
+        ck_assert_str_eq(b.provider, c->provider);
+        ck_assert_str_eq(b.username, c->user);
+    } else {
+        ck_assert_msg(strstr(err, c->error), "'%s' lacks '%s'", err, c->error);
+    }
+}
+END_TEST
+
+static struct config *load_converted(const char *options, const struct addon_broker *b, char *err,
+                                     size_t err_size)
+{
+    json_error_t je;
+    json_t *o = json_loads(options, 0, &je);
+    ck_assert_msg(o, "test options: %s", je.text);
+    char *text = addon_build_config(o, b, "127.0.0.1:8099", "/data", err, err_size);
+    json_decref(o);
+    if (!text)
+        return NULL;
+    struct config *cfg = NULL;
+    struct diag d;
+    diag_init(&d);
+    int rc = config_load_text("options.json (converted)", text, strlen(text), &cfg, &d);
+    if (rc < 0) {
+        snprintf(err, err_size, "%s", d.n ? d.lines[0] : "?");
+        diag_free(&d);
+        free(text);
+        return NULL;
+    }
+    diag_free(&d);
+    free(text);
+    return cfg;
+}
+
+START_TEST(test_options_with_supervisor_broker)
+{
+    struct addon_broker b = {
+        .host = "core-mosquitto", .port = 1883, .username = "addons", .password = "secret"};
+    char err[512] = "";
+    // What the Supervisor writes: empty strings for cleared options, device options as a list.
+    struct config *cfg = load_converted(
+        "{\"log_level\":\"debug\",\"mqtt\":{\"url\":\"\",\"username\":\"\","
+        "\"base_topic\":\"e2m\"},\"devices\":[{\"id\":\"roof\",\"name\":\"Roof\","
+        "\"model\":\"sunspec/inverter\",\"host\":\"192.168.1.50\",\"port\":1502,\"device\":\"\","
+        "\"options\":[\"poll_interval: 7s\",\"quiet_windows: [{every: 1d, start: '23:55', "
+        "length: 10m}]\"],\"disable\":[\"l1_l2_voltage\"]},{\"id\":\"bat\","
+        "\"model\":\"marstek/venus\",\"type\":\"HMG-50\",\"mac\":\"01:23:45:67:89:AB\"},"
+        "{\"id\":\"meter\",\"model\":\"eastron/sdm630\",\"host\":\"10.0.0.9\","
+        "\"options\":\"poll_interval: 9s, max_registers: 40\","
+        "\"disable\":\"l1_power, l2_power l3_power\"}]}",
+        &b, err, sizeof(err));
+    ck_assert_msg(cfg, "%s", err);
+    ck_assert_str_eq(cfg->mqtt.host, "core-mosquitto");
+    ck_assert_int_eq(cfg->mqtt.port, 1883);
+    ck_assert(!cfg->mqtt.tls);
+    ck_assert_str_eq(cfg->mqtt.username, "addons");
+    ck_assert_str_eq(cfg->mqtt.password, "secret");
+    ck_assert_str_eq(cfg->mqtt.base_topic, "e2m");
+    ck_assert_str_eq(cfg->state_dir, "/data");
+    ck_assert_int_eq(cfg->log_level, LOG_LVL_DEBUG);
+    ck_assert_int_eq(cfg->http.port, 8099);
+    ck_assert_str_eq(cfg->http.address, "127.0.0.1");
+    ck_assert_uint_eq(cfg->http.n_allow, 2);
+    ck_assert_str_eq(cfg->http.allow[0], "172.30.32.2");
+    ck_assert_uint_eq(cfg->n_devices, 3);
+    const struct device_config *roof = &cfg->devices[0];
+    ck_assert_int_eq(params_ms(&roof->core_options, "poll_interval"), 7000);
+    ck_assert_uint_ge(roof->n_windows, 1);
+    ck_assert_int_eq(roof->windows[0].length_ms, 600000);
+    ck_assert_int_eq(params_int(&roof->settings, "port"), 1502);
+    ck_assert_str_eq(params_str(&roof->settings, "host"), "192.168.1.50");
+    ck_assert_str_eq(cfg->devices[1].name, "bat");
+    const struct device_config *meter = &cfg->devices[2];
+    ck_assert_int_eq(params_ms(&meter->core_options, "poll_interval"), 9000);
+    ck_assert_int_eq(params_int(&meter->core_options, "max_registers"), 40);
+    const struct entity *l2 = model_find(meter->model, "l2_power");
+    ck_assert_ptr_nonnull(l2);
+    ck_assert(meter->disabled[model_index(meter->model, l2)]);
+    ck_assert(!meter->disabled[model_index(meter->model, model_find(meter->model, "power"))]);
+    config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_options_name_their_broker)
+{
+    char err[512] = "";
+    // mqtt.url given: no broker needed; TLS and the user's own credentials.
+    struct config *cfg = load_converted(
+        "{\"mqtt\":{\"url\":\"mqtts://broker.lan:8884\",\"username\":\"me\",\"password\":\"pw\"},"
+        "\"devices\":[]}",
+        NULL, err, sizeof(err));
+    ck_assert_msg(cfg, "%s", err);
+    ck_assert_str_eq(cfg->mqtt.host, "broker.lan");
+    ck_assert_int_eq(cfg->mqtt.port, 8884);
+    ck_assert(cfg->mqtt.tls);
+    ck_assert_str_eq(cfg->mqtt.username, "me");
+    config_free(cfg);
+
+    // The user's credentials win over the service's; the service's TLS flag is kept.
+    struct addon_broker b = {.host = "h", .port = 8883, .ssl = true, .username = "addons"};
+    cfg = load_converted("{\"mqtt\":{\"username\":\"me\",\"password\":\"pw\"}}", &b, err,
+                         sizeof(err));
+    ck_assert_msg(cfg, "%s", err);
+    ck_assert(cfg->mqtt.tls);
+    ck_assert_int_eq(cfg->mqtt.port, 8883);
+    ck_assert_str_eq(cfg->mqtt.username, "me");
+    config_free(cfg);
+}
+END_TEST
+
+struct bad_case {
+    const char *options;
+    bool broker;
+    const char *error;
+};
+
+static const struct bad_case bad_cases[] = {
+    {"{\"devices\":[]}", false, "no MQTT broker"},
+    {"{\"mqtt\":{\"url\":\"\"}}", false, "no MQTT broker"},
+    {"[1,2]", true, "not a JSON object"},
+    {"{\"devices\":{}}", true, "devices: expected a list"},
+    {"{\"devices\":[{\"id\":\"a\",\"model\":\"sunspec/inverter\",\"host\":\"h\","
+     "\"options\":[\"just words\"]}]}",
+     true, "devices[0].options[0]: expected one 'key: value'"},
+    {"{\"devices\":[{\"id\":\"a\",\"model\":\"sunspec/inverter\",\"host\":\"h\","
+     "\"options\":[\"a: 1, b: 2\"]}]}",
+     true, "devices[0].options[0]"},
+    {"{\"devices\":[{\"id\":\"a\",\"model\":\"sunspec/inverter\",\"host\":\"h\","
+     "\"options\":\"poll_interval: 5s, words\"}]}",
+     true, "devices[0].options: expected 'key: value' pairs"},
+    {"{\"devices\":[{\"id\":\"a\",\"model\":\"sunspec/inverter\",\"host\":\"h\","
+     "\"options\":7}]}",
+     true, "devices[0].options: expected"},
+    {"{\"devices\":[{\"id\":\"a\",\"model\":\"sunspec/inverter\",\"host\":\"h\","
+     "\"options\":[\"poll_interval: 5s}, {x: 1\"]}]}",
+     true, "devices[0].options[0]"},
+    // Passed through to the configuration, which reports it with its path.
+    {"{\"devices\":[{\"id\":\"a\",\"model\":\"sunspec/inverter\",\"host\":\"h\","
+     "\"options\":[\"poll_intervall: 5s\"]}]}",
+     true, "devices[0].options.poll_intervall"},
+};
+
+START_TEST(test_bad_options)
+{
+    const struct bad_case *c = &bad_cases[_i];
+    struct addon_broker b = {.host = "h", .port = 1883};
+    char err[512] = "";
+    struct config *cfg = load_converted(c->options, c->broker ? &b : NULL, err, sizeof(err));
+    ck_assert_ptr_null(cfg);
+    ck_assert_msg(strstr(err, c->error), "'%s' lacks '%s'", err, c->error);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("addon");
+    TCase *tc = tcase_create("addon");
+    tcase_add_loop_test(tc, test_service, 0, (int)N(service_cases));
+    tcase_add_test(tc, test_options_with_supervisor_broker);
+    tcase_add_test(tc, test_options_name_their_broker);
+    tcase_add_loop_test(tc, test_bad_options, 0, (int)N(bad_cases));
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
