@@ -140,8 +140,9 @@ START_TEST(values_and_discovery)
     rig_start(&r, "hybrid", "hybrid", true);
     ck_assert(wait_text(&r, "serial_number", "SA2114G047", 10000));
     ck_assert(wait_log(&r, "GivEnergy hybrid SA2114G047 (device type 2001", 1000));
-    // Values as the simulator's registers hold them, in the entity's units.
-    ck_assert(state_value(&r, "battery_soc") == sim_get(&r, "input", 59));
+    // Values as the simulator's registers hold them, in the entity's units, once the first
+    // input page is in (the identity and settings pages come first).
+    ck_assert(wait_value(&r, "battery_soc", sim_get(&r, "input", 59), 0, 10000));
     ck_assert(state_value(&r, "pv1_power") == sim_get(&r, "input", 18));
     ck_assert(state_value(&r, "pv_power") == sim_get(&r, "input", 18) + sim_get(&r, "input", 20));
     ck_assert(fabs(state_value(&r, "battery_voltage") - sim_get(&r, "input", 50) / 100.0) < 1e-6);
