@@ -78,42 +78,6 @@ static void rig_stop(struct rig *r)
     itest_cleanup();
 }
 
-static double state_value(struct rig *r, const char *key)
-{
-    char *s = collector_last(r->mqtt, STATE);
-    double v = s ? json_number_of(s, key) : NAN;
-    free(s);
-    return v;
-}
-
-static bool wait_value(struct rig *r, const char *key, double want, double tol, int ms)
-{
-    long long end = itest_now_ms() + ms;
-    while (itest_now_ms() < end) {
-        if (fabs(state_value(r, key) - want) <= tol)
-            return true;
-        itest_sleep_ms(100);
-    }
-    return false;
-}
-
-static bool wait_text(struct rig *r, const char *key, const char *want, int ms)
-{
-    char needle[128];
-    snprintf(needle, sizeof(needle), "\"%s\":\"%s\"", key, want);
-    char *s = collector_wait(r->mqtt, STATE, needle, ms);
-    free(s);
-    return s != NULL;
-}
-
-static bool wait_log(struct rig *r, const char *text, int ms)
-{
-    long long end = itest_now_ms() + ms;
-    while (itest_now_ms() < end && !proc_log_contains(&r->daemon, text))
-        itest_sleep_ms(100);
-    return proc_log_contains(&r->daemon, text);
-}
-
 static unsigned sim_get(struct rig *r, const char *table, unsigned reg)
 {
     char ok[256];
@@ -138,44 +102,47 @@ START_TEST(values_and_discovery)
 {
     struct rig r;
     rig_start(&r, "hybrid", "hybrid", true);
-    ck_assert(wait_text(&r, "serial_number", "SA2114G047", 10000));
-    ck_assert(wait_log(&r, "GivEnergy hybrid SA2114G047 (device type 2001", 1000));
+    ck_assert(itest_wait_text(r.mqtt, STATE, "serial_number", "SA2114G047", 10000));
+    ck_assert(proc_wait_log(&r.daemon, "GivEnergy hybrid SA2114G047 (device type 2001", 1000));
     // Values as the simulator's registers hold them, in the entity's units, once the first
     // input page is in (the identity and settings pages come first).
-    ck_assert(wait_value(&r, "battery_soc", sim_get(&r, "input", 59), 0, 10000));
-    ck_assert(state_value(&r, "pv1_power") == sim_get(&r, "input", 18));
-    ck_assert(state_value(&r, "pv_power") == sim_get(&r, "input", 18) + sim_get(&r, "input", 20));
-    ck_assert(fabs(state_value(&r, "battery_voltage") - sim_get(&r, "input", 50) / 100.0) < 1e-6);
-    ck_assert(fabs(state_value(&r, "inverter_temperature") - sim_get(&r, "input", 41) / 10.0) <
-              1e-6);
+    ck_assert(itest_wait_number(r.mqtt, STATE, "battery_soc", sim_get(&r, "input", 59), 0, 10000));
+    ck_assert(itest_state_number(r.mqtt, STATE, "pv1_power") == sim_get(&r, "input", 18));
+    ck_assert(itest_state_number(r.mqtt, STATE, "pv_power") ==
+              sim_get(&r, "input", 18) + sim_get(&r, "input", 20));
+    ck_assert(fabs(itest_state_number(r.mqtt, STATE, "battery_voltage") -
+                   sim_get(&r, "input", 50) / 100.0) < 1e-6);
+    ck_assert(fabs(itest_state_number(r.mqtt, STATE, "inverter_temperature") -
+                   sim_get(&r, "input", 41) / 10.0) < 1e-6);
     // 32-bit counters: high word first.
-    ck_assert(fabs(state_value(&r, "pv_energy_total") - u32_at(&r, "input", 11) / 10.0) < 1e-6);
-    ck_assert(fabs(state_value(&r, "grid_import_energy_total") - u32_at(&r, "input", 32) / 10.0) <
-              1e-6);
-    ck_assert(fabs(state_value(&r, "grid_export_energy_total") - u32_at(&r, "input", 21) / 10.0) <
-              1e-6);
-    ck_assert(fabs(state_value(&r, "grid_import_energy_today") - sim_get(&r, "input", 26) / 10.0) <
-              1e-6);
+    ck_assert(fabs(itest_state_number(r.mqtt, STATE, "pv_energy_total") -
+                   u32_at(&r, "input", 11) / 10.0) < 1e-6);
+    ck_assert(fabs(itest_state_number(r.mqtt, STATE, "grid_import_energy_total") -
+                   u32_at(&r, "input", 32) / 10.0) < 1e-6);
+    ck_assert(fabs(itest_state_number(r.mqtt, STATE, "grid_export_energy_total") -
+                   u32_at(&r, "input", 21) / 10.0) < 1e-6);
+    ck_assert(fabs(itest_state_number(r.mqtt, STATE, "grid_import_energy_today") -
+                   sim_get(&r, "input", 26) / 10.0) < 1e-6);
     // The battery pack at 0x32.
-    ck_assert(wait_text(&r, "pack1_serial", "BG1234G567", 5000));
-    ck_assert(fabs(state_value(&r, "pack1_cell1_voltage") - sim_get(&r, "battery", 60) / 1000.0) <
-              1e-6);
-    ck_assert(state_value(&r, "pack1_cycles") == sim_get(&r, "battery", 96));
-    ck_assert(fabs(state_value(&r, "battery_charge_energy_total") -
+    ck_assert(itest_wait_text(r.mqtt, STATE, "pack1_serial", "BG1234G567", 5000));
+    ck_assert(fabs(itest_state_number(r.mqtt, STATE, "pack1_cell1_voltage") -
+                   sim_get(&r, "battery", 60) / 1000.0) < 1e-6);
+    ck_assert(itest_state_number(r.mqtt, STATE, "pack1_cycles") == sim_get(&r, "battery", 96));
+    ck_assert(fabs(itest_state_number(r.mqtt, STATE, "battery_charge_energy_total") -
                    sim_get(&r, "battery", 106) / 10.0) < 1e-6);
     // Controls and slots (HHMM).
-    ck_assert(wait_text(&r, "charge_slot_1_start", "00:30", 5000));
-    ck_assert(wait_text(&r, "charge_slot_1_end", "04:30", 1000));
-    ck_assert(wait_text(&r, "discharge_slot_1_start", "16:00", 1000));
-    ck_assert(wait_text(&r, "eco_mode", "ON", 1000));
-    ck_assert(wait_value(&r, "charge_target_soc", 100, 0, 1000));
+    ck_assert(itest_wait_text(r.mqtt, STATE, "charge_slot_1_start", "00:30", 5000));
+    ck_assert(itest_wait_text(r.mqtt, STATE, "charge_slot_1_end", "04:30", 1000));
+    ck_assert(itest_wait_text(r.mqtt, STATE, "discharge_slot_1_start", "16:00", 1000));
+    ck_assert(itest_wait_text(r.mqtt, STATE, "eco_mode", "ON", 1000));
+    ck_assert(itest_wait_number(r.mqtt, STATE, "charge_target_soc", 100, 0, 1000));
     // Changed registers: importing 500 W (the CT reads - import), a discharging battery.
     sim_set(&r, "input", 30, 65536 - 500);
     sim_set(&r, "input", 52, 1200);
-    ck_assert(wait_value(&r, "grid_power", 500, 0, 8000));
-    ck_assert(wait_value(&r, "grid_import_power", 500, 0, 1000));
-    ck_assert(wait_value(&r, "grid_export_power", 0, 0, 1000));
-    ck_assert(wait_value(&r, "battery_discharge_power", 1200, 0, 1000));
+    ck_assert(itest_wait_number(r.mqtt, STATE, "grid_power", 500, 0, 8000));
+    ck_assert(itest_wait_number(r.mqtt, STATE, "grid_import_power", 500, 0, 1000));
+    ck_assert(itest_wait_number(r.mqtt, STATE, "grid_export_power", 0, 0, 1000));
+    ck_assert(itest_wait_number(r.mqtt, STATE, "battery_discharge_power", 1200, 0, 1000));
     itest_assert_discovery_valid(r.mqtt);
     ck_assert(sim_stat(&r, "heartbeat_answers") >= 1);
     rig_stop(&r);
@@ -207,13 +174,15 @@ static void round_trip(struct rig *r, const struct control *c)
     collector_publish(r->mqtt, topic, c->payload, false);
     ck_assert_uint_eq(wait_write(r, c->reg), c->raw);
     if (c->shown)
-        ck_assert_msg(wait_text(r, c->id, c->shown, 5000), "%s not %s", c->id, c->shown);
+        ck_assert_msg(itest_wait_text(r->mqtt, STATE, c->id, c->shown, 5000), "%s not %s", c->id,
+                      c->shown);
     else
-        ck_assert_msg(wait_value(r, c->id, c->raw, 0, 5000), "%s not %u", c->id, c->raw);
+        ck_assert_msg(itest_wait_number(r->mqtt, STATE, c->id, c->raw, 0, 5000), "%s not %u", c->id,
+                      c->raw);
     ck_assert_uint_eq(sim_get(r, "holding", c->reg), c->raw);
     char confirmed[128];
     snprintf(confirmed, sizeof(confirmed), "%s confirmed by read-back", c->id);
-    ck_assert_msg(wait_log(r, confirmed, 5000), "%s: no read-back", c->id);
+    ck_assert_msg(proc_wait_log(&r->daemon, confirmed, 5000), "%s: no read-back", c->id);
 }
 
 // The controls every model has (GivTCP's set), on a Gen3 hybrid with pause mode.
@@ -240,7 +209,7 @@ START_TEST(controls_gen3)
 {
     struct rig r;
     rig_start(&r, "hybrid_gen3", "hybrid-gen3", true);
-    ck_assert(wait_text(&r, "pause_mode", "Disabled", 10000));
+    ck_assert(itest_wait_text(r.mqtt, STATE, "pause_mode", "Disabled", 10000));
     for (size_t i = 0; i < sizeof(common) / sizeof(common[0]); i++)
         round_trip(&r, &common[i]);
     static const struct control gen3[] = {
@@ -260,7 +229,7 @@ START_TEST(controls_gen3)
     collector_publish(r.mqtt, "energy2mqtt/ge/charge_rate/set", "51", false);
     collector_publish(r.mqtt, "energy2mqtt/ge/charge_slot_1_end/set", "24:00", false);
     collector_publish(r.mqtt, "energy2mqtt/ge/pause_mode/set", "Pause everything", false);
-    ck_assert(wait_log(&r, "refused ge/pause_mode", 5000));
+    ck_assert(proc_wait_log(&r.daemon, "refused ge/pause_mode", 5000));
     ck_assert(proc_log_contains(&r.daemon, "refused ge/charge_target_soc: 101 is outside"));
     ck_assert(proc_log_contains(&r.daemon, "refused ge/battery_reserve: 3 is outside"));
     ck_assert(proc_log_contains(&r.daemon, "refused ge/charge_rate: 51 is outside"));
@@ -277,7 +246,7 @@ START_TEST(controls_ac)
 {
     struct rig r;
     rig_start(&r, "ac", "ac", true);
-    ck_assert(wait_text(&r, "export_priority", "Battery first", 10000));
+    ck_assert(itest_wait_text(r.mqtt, STATE, "export_priority", "Battery first", 10000));
     static const struct control ac[] = {
         {"charge_slot_2_start", 31, "22:00", 2200, "22:00"},
         {"charge_slot_2_end", 32, "23:30", 2330, "23:30"},
@@ -293,7 +262,7 @@ START_TEST(controls_ac)
     // The inverter's own range: 0 is refused by the entity before anything is sent.
     double writes = sim_stat(&r, "writes");
     collector_publish(r.mqtt, "energy2mqtt/ge/ac_charge_rate/set", "0", false);
-    ck_assert(wait_log(&r, "refused ge/ac_charge_rate: 0 is outside", 5000));
+    ck_assert(proc_wait_log(&r.daemon, "refused ge/ac_charge_rate: 0 is outside", 5000));
     ck_assert(sim_stat(&r, "writes") == writes);
     // No PV on an AC-coupled inverter.
     char *s = collector_last(r.mqtt, STATE);
@@ -310,7 +279,7 @@ START_TEST(wrong_model_refused)
 {
     struct rig r;
     rig_start(&r, "ac", "hybrid", false);
-    ck_assert(wait_log(&r, "needs model: givenergy/ac", 15000));
+    ck_assert(proc_wait_log(&r.daemon, "needs model: givenergy/ac", 15000));
     itest_sleep_ms(1000);
     char *s = collector_last(r.mqtt, STATE);
     ck_assert_msg(s == NULL || strstr(s, "\"battery_soc\":") == NULL ||
@@ -327,38 +296,39 @@ START_TEST(faults_and_reconnect)
 {
     struct rig r;
     rig_start(&r, "hybrid", "hybrid", true);
-    ck_assert(wait_text(&r, "eco_mode", "ON", 10000));
+    ck_assert(itest_wait_text(r.mqtt, STATE, "eco_mode", "ON", 10000));
     char ok[256];
     ck_assert(sim_command(&r.dongle, ok, sizeof(ok), "fault drop"));
-    ck_assert(wait_log(&r, "the dongle closed the connection", 5000));
+    ck_assert(proc_wait_log(&r.daemon, "the dongle closed the connection", 5000));
     sim_set(&r, "input", 18, 1111);
-    ck_assert_msg(wait_value(&r, "pv1_power", 1111, 0, 10000), "no values after reconnecting");
+    ck_assert_msg(itest_wait_number(r.mqtt, STATE, "pv1_power", 1111, 0, 10000),
+                  "no values after reconnecting");
     ck_assert(sim_command(&r.dongle, ok, sizeof(ok), "fault badcrc"));
     sim_set(&r, "input", 18, 2222);
-    ck_assert(wait_value(&r, "pv1_power", 2222, 0, 10000));
+    ck_assert(itest_wait_number(r.mqtt, STATE, "pv1_power", 2222, 0, 10000));
     ck_assert(sim_command(&r.dongle, ok, sizeof(ok), "fault stall"));
     sim_set(&r, "input", 18, 3333);
-    ck_assert(wait_value(&r, "pv1_power", 3333, 0, 10000));
+    ck_assert(itest_wait_number(r.mqtt, STATE, "pv1_power", 3333, 0, 10000));
     ck_assert(sim_command(&r.dongle, ok, sizeof(ok), "fault split"));
     sim_set(&r, "input", 18, 4444);
-    ck_assert(wait_value(&r, "pv1_power", 4444, 0, 10000));
+    ck_assert(itest_wait_number(r.mqtt, STATE, "pv1_power", 4444, 0, 10000));
     ck_assert(sim_command(&r.dongle, ok, sizeof(ok), "fault garbage"));
     sim_set(&r, "input", 18, 5555);
-    ck_assert(wait_value(&r, "pv1_power", 5555, 0, 10000));
+    ck_assert(itest_wait_number(r.mqtt, STATE, "pv1_power", 5555, 0, 10000));
     // An all-zero block: the last good values stay, never a zero SOC.
-    double soc = state_value(&r, "battery_soc");
+    double soc = itest_state_number(r.mqtt, STATE, "battery_soc");
     ck_assert(soc > 0);
     collector_clear(r.mqtt);
     ck_assert(sim_command(&r.dongle, ok, sizeof(ok), "fault zero"));
     sim_set(&r, "input", 18, 6666);
-    ck_assert(wait_value(&r, "pv1_power", 6666, 0, 10000));
+    ck_assert(itest_wait_number(r.mqtt, STATE, "pv1_power", 6666, 0, 10000));
     ck_assert_msg(collector_wait(r.mqtt, STATE, "\"battery_soc\":0,", 100) == NULL,
                   "a zero SOC was published");
-    ck_assert(state_value(&r, "battery_soc") == soc);
+    ck_assert(itest_state_number(r.mqtt, STATE, "battery_soc") == soc);
     // A write while the dongle stalls its answer: retried, then confirmed.
     ck_assert(sim_command(&r.dongle, ok, sizeof(ok), "fault stall"));
     collector_publish(r.mqtt, "energy2mqtt/ge/battery_reserve/set", "33", false);
-    ck_assert(wait_value(&r, "battery_reserve", 33, 0, 15000));
+    ck_assert(itest_wait_number(r.mqtt, STATE, "battery_reserve", 33, 0, 15000));
     // It never went offline (the messages since the zero fault hold no "offline").
     char *s = collector_last(r.mqtt, "energy2mqtt/ge/availability");
     ck_assert_msg(s == NULL || strcmp(s, "online") == 0, "availability %s", s);

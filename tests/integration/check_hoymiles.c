@@ -137,38 +137,11 @@ static void rig_stop(struct rig *r)
     itest_cleanup();
 }
 
-static double state_value(struct rig *r, const char *key)
-{
-    char *s = collector_last(r->mqtt, T "state");
-    double v = s ? json_number_of(s, key) : NAN;
-    free(s);
-    return v;
-}
-
-static char *state_text(struct rig *r, const char *key)
-{
-    char *s = collector_last(r->mqtt, T "state");
-    char *v = s ? json_string_of(s, key) : NULL;
-    free(s);
-    return v;
-}
-
-static bool wait_value(struct rig *r, const char *key, double want, double tol, int ms)
-{
-    long long end = itest_now_ms() + ms;
-    while (itest_now_ms() < end) {
-        if (fabs(state_value(r, key) - want) <= tol)
-            return true;
-        itest_sleep_ms(50);
-    }
-    return false;
-}
-
 static bool wait_text(struct rig *r, const char *key, const char *want, int ms)
 {
     long long end = itest_now_ms() + ms;
     while (itest_now_ms() < end) {
-        char *v = state_text(r, key);
+        char *v = itest_state_text(r->mqtt, T "state", key);
         bool same = v && strcmp(v, want) == 0;
         free(v);
         if (same)
@@ -214,14 +187,16 @@ START_TEST(plain_values_and_discovery)
     rig_start(&r, extra, "      keep_connection: true\n");
     wait_online(&r);
     // Values as the DTU holds them: AC power, grid, the lifetime sum of the ports.
-    ck_assert_msg(wait_value(&r, "ac_power", stat_num(&r, "power_w"), 15, 10000), "ac_power %f",
-                  state_value(&r, "ac_power"));
-    double v = state_value(&r, "grid_voltage");
-    ck_assert_msg(v > 200 && v < 260, "grid voltage %f", v);
     ck_assert_msg(
-        wait_value(&r, "energy_total", stat_num(&r, "energy_total_wh") / 1000, 0.05, 10000),
-        "energy_total %f", state_value(&r, "energy_total"));
-    ck_assert(state_value(&r, "pv1_power") > 0 && state_value(&r, "pv2_power") > 0);
+        itest_wait_number(r.mqtt, T "state", "ac_power", stat_num(&r, "power_w"), 15, 10000),
+        "ac_power %f", itest_state_number(r.mqtt, T "state", "ac_power"));
+    double v = itest_state_number(r.mqtt, T "state", "grid_voltage");
+    ck_assert_msg(v > 200 && v < 260, "grid voltage %f", v);
+    ck_assert_msg(itest_wait_number(r.mqtt, T "state", "energy_total",
+                                    stat_num(&r, "energy_total_wh") / 1000, 0.05, 10000),
+                  "energy_total %f", itest_state_number(r.mqtt, T "state", "energy_total"));
+    ck_assert(itest_state_number(r.mqtt, T "state", "pv1_power") > 0 &&
+              itest_state_number(r.mqtt, T "state", "pv2_power") > 0);
     ck_assert(wait_text(&r, "inverter_model", "HMS-800W-2T", 5000));
     ck_assert(wait_text(&r, "dtu_version", "01.00.07", 5000));
     ck_assert(wait_text(&r, "encrypted", "OFF", 5000));
@@ -244,7 +219,7 @@ START_TEST(plain_values_and_discovery)
     char ok[64];
     ck_assert(sim_command(&r.dtu, ok, sizeof(ok), "warn 216"));
     ck_assert_msg(wait_text(&r, "last_warning", "216: PV input fault", 15000), "last warning");
-    ck_assert(state_value(&r, "warnings_active") >= 1);
+    ck_assert(itest_state_number(r.mqtt, T "state", "warnings_active") >= 1);
     ck_assert_int_eq(requests_with_tag(&r, "0xa304"), warn_requests + 1);
     rig_stop(&r);
 }
@@ -258,14 +233,15 @@ START_TEST(encrypted_and_new_key_after_reboot)
     wait_online(&r);
     ck_assert(wait_text(&r, "encrypted", "ON", 10000));
     ck_assert(wait_text(&r, "dtu_version", "01.01.01", 5000));
-    ck_assert(wait_value(&r, "ac_power", 500, 15, 10000));
+    ck_assert(itest_wait_number(r.mqtt, T "state", "ac_power", 500, 15, 10000));
     // A DTU reboot changes the key: the daemon reads AppInfo again and carries on.
     long long appinfo = requests_with_tag(&r, "0xa301");
     char ok[128];
     ck_assert(sim_command(&r.dtu, ok, sizeof(ok), "power 300"));
     ck_assert(sim_command(&r.dtu, ok, sizeof(ok), "reboot"));
-    ck_assert_msg(wait_value(&r, "ac_power", 300, 15, 30000), "no data after the reboot: %f",
-                  state_value(&r, "ac_power"));
+    ck_assert_msg(itest_wait_number(r.mqtt, T "state", "ac_power", 300, 15, 30000),
+                  "no data after the reboot: %f",
+                  itest_state_number(r.mqtt, T "state", "ac_power"));
     ck_assert_int_gt(requests_with_tag(&r, "0xa301"), appinfo);
     rig_stop(&r);
 }
@@ -287,8 +263,8 @@ START_TEST(limit_commands)
     fprintf(stderr, "hoymiles: persistent limit reached the DTU after %lld ms\n", latency);
     // Gap 2.5 s + connect 0.5 s + reply 1 s + a 2 s upload window + the stats round trips.
     ck_assert_int_le(latency, 7000);
-    ck_assert(wait_value(&r, "power_limit", 50, 0.01, 8000));
-    ck_assert(wait_value(&r, "ac_power", 400, 15, 10000)); // 50 % of 800 W
+    ck_assert(itest_wait_number(r.mqtt, T "state", "power_limit", 50, 0.01, 8000));
+    ck_assert(itest_wait_number(r.mqtt, T "state", "ac_power", 400, 15, 10000)); // 50 % of 800 W
     itest_sleep_ms(4000);
     ck_assert(!assumed(&r, "power_limit")); // the DTU echoes it: source "device"
     // 0 % is refused (zero_turns_off is off): logged with the reason, the DTU untouched. The
@@ -297,8 +273,8 @@ START_TEST(limit_commands)
     // Runtime limit in W meanwhile (no write interval of its own).
     collector_publish(r.mqtt, T "power_limit_runtime/set", "300", false);
     ck_assert(wait_stat(&r, "limit_watts", 300, 0.01, 15000));
-    ck_assert(wait_value(&r, "power_limit_runtime", 300, 0.01, 8000));
-    ck_assert(wait_value(&r, "ac_power", 300, 15, 10000));
+    ck_assert(itest_wait_number(r.mqtt, T "state", "power_limit_runtime", 300, 0.01, 8000));
+    ck_assert(itest_wait_number(r.mqtt, T "state", "ac_power", 300, 15, 10000));
     ck_assert_int_eq((int)stat_num(&r, "runtime_writes"), 1);
     // The DTU is busy (err_code 7): the command is sent again and taken.
     char ok[64];
@@ -306,13 +282,13 @@ START_TEST(limit_commands)
     collector_publish(r.mqtt, T "power_limit_runtime/set", "200", false);
     ck_assert_msg(wait_stat(&r, "limit_watts", 200, 0.01, 20000), "busy limit never applied");
     ck_assert_int_eq((int)stat_num(&r, "err7_replies"), 1);
-    ck_assert(wait_value(&r, "power_limit_runtime", 200, 0.01, 8000));
+    ck_assert(itest_wait_number(r.mqtt, T "state", "power_limit_runtime", 200, 0.01, 8000));
     // Inverter off: a 0x2305 command the DTU never answers; the switch shows the command.
     collector_publish(r.mqtt, T "inverter/set", "OFF", false);
     ck_assert(wait_stat(&r, "inverter_on", 0, 0, 15000));
     ck_assert(wait_text(&r, "inverter", "OFF", 8000));
     ck_assert(assumed(&r, "inverter"));
-    ck_assert(wait_value(&r, "ac_power", 0, 0.5, 10000));
+    ck_assert(itest_wait_number(r.mqtt, T "state", "ac_power", 0, 0.5, 10000));
     collector_publish(r.mqtt, T "inverter/set", "ON", false);
     ck_assert(wait_stat(&r, "inverter_on", 1, 0, 15000));
     // The refusal of 0 %, not before the minute was up.
@@ -323,7 +299,7 @@ START_TEST(limit_commands)
     ck_assert_int_ge(itest_now_ms() - t0, 60000);
     ck_assert(fabs(stat_num(&r, "limit_percent") - 50) < 0.01);
     ck_assert_int_eq((int)stat_num(&r, "persistent_writes"), 1);
-    ck_assert(wait_value(&r, "power_limit", 50, 0.01, 5000)); // snapped back
+    ck_assert(itest_wait_number(r.mqtt, T "state", "power_limit", 50, 0.01, 5000)); // snapped back
     rig_stop(&r);
 }
 END_TEST
@@ -334,8 +310,8 @@ START_TEST(night_sleep_and_morning)
     const char *extra[] = {"--power", "4", "--encrypted", NULL};
     rig_start(&r, extra, NULL);
     wait_online(&r);
-    ck_assert(wait_value(&r, "ac_power", 4, 2, 10000));
-    double energy = state_value(&r, "energy_total");
+    ck_assert(itest_wait_number(r.mqtt, T "state", "ac_power", 4, 2, 10000));
+    double energy = itest_state_number(r.mqtt, T "state", "energy_total");
     ck_assert(energy > 0);
     char ok[128];
     collector_clear(r.mqtt); // only what happens from nightfall on
@@ -350,7 +326,7 @@ START_TEST(night_sleep_and_morning)
     ck_assert(wait_text(&r, "link_status", "sleeping", 5000));
     itest_sleep_ms(6000); // a few probes at night
     // Values and counters kept, nothing logged as a warning or error about it.
-    ck_assert(fabs(state_value(&r, "energy_total") - energy) < 0.01);
+    ck_assert(fabs(itest_state_number(r.mqtt, T "state", "energy_total") - energy) < 0.01);
     ck_assert(!proc_log_contains(&r.daemon, " WARN "));
     ck_assert(!proc_log_contains(&r.daemon, " ERROR "));
     // Morning: the DTU boots with a new key; the next probe reads AppInfo and data flows.
@@ -360,8 +336,8 @@ START_TEST(night_sleep_and_morning)
     s = collector_wait(r.mqtt, T "availability", "online", 20000);
     ck_assert_msg(s, "no morning recovery");
     free(s);
-    ck_assert(wait_value(&r, "ac_power", 250, 15, 10000));
-    ck_assert(state_value(&r, "energy_total") >= energy);
+    ck_assert(itest_wait_number(r.mqtt, T "state", "ac_power", 250, 15, 10000));
+    ck_assert(itest_state_number(r.mqtt, T "state", "energy_total") >= energy);
     rig_stop(&r);
 }
 END_TEST
@@ -374,7 +350,7 @@ START_TEST(faults_stale_and_silent_config)
               "      config_interval: 1s\n"
               "      stale_limit: 6s\n");
     wait_online(&r);
-    ck_assert(wait_value(&r, "ac_power", 450, 15, 10000));
+    ck_assert(itest_wait_number(r.mqtt, T "state", "ac_power", 450, 15, 10000));
     char ok[128];
     // Garbage before a reply, a bad CRC, a stale duplicate before the reply, a swallowed
     // request, a dropped connection: each costs at most one exchange; the device stays up.
@@ -382,8 +358,9 @@ START_TEST(faults_stale_and_silent_config)
     for (size_t i = 0; i < 5; i++) {
         ck_assert(sim_command(&r.dtu, ok, sizeof(ok), "fault %s", faults[i]));
         ck_assert(sim_command(&r.dtu, ok, sizeof(ok), "power %d", 300 + 20 * (int)i));
-        ck_assert_msg(wait_value(&r, "ac_power", 300 + 20 * (int)i, 10, 20000),
-                      "after fault %s: %f", faults[i], state_value(&r, "ac_power"));
+        ck_assert_msg(
+            itest_wait_number(r.mqtt, T "state", "ac_power", 300 + 20 * (int)i, 10, 20000),
+            "after fault %s: %f", faults[i], itest_state_number(r.mqtt, T "state", "ac_power"));
     }
     char *s = collector_last(r.mqtt, T "availability");
     ck_assert_str_eq(s, "online");

@@ -75,42 +75,6 @@ static void rig_stop(struct rig *r)
     itest_cleanup();
 }
 
-static double state_value(struct rig *r, const char *key)
-{
-    char *s = collector_last(r->mqtt, STATE);
-    double v = s ? json_number_of(s, key) : NAN;
-    free(s);
-    return v;
-}
-
-static bool wait_value(struct rig *r, const char *key, double want, double tol, int ms)
-{
-    long long end = itest_now_ms() + ms;
-    while (itest_now_ms() < end) {
-        if (fabs(state_value(r, key) - want) <= tol)
-            return true;
-        itest_sleep_ms(100);
-    }
-    return false;
-}
-
-static bool wait_text(struct rig *r, const char *key, const char *want, int ms)
-{
-    char needle[128];
-    snprintf(needle, sizeof(needle), "\"%s\":\"%s\"", key, want);
-    char *s = collector_wait(r->mqtt, STATE, needle, ms);
-    free(s);
-    return s != NULL;
-}
-
-static bool wait_log(struct rig *r, const char *text, int ms)
-{
-    long long end = itest_now_ms() + ms;
-    while (itest_now_ms() < end && !proc_log_contains(&r->daemon, text))
-        itest_sleep_ms(100);
-    return proc_log_contains(&r->daemon, text);
-}
-
 static unsigned sim_get(struct rig *r, const char *table, unsigned reg)
 {
     char ok[256];
@@ -137,25 +101,27 @@ START_TEST(values_and_discovery)
 {
     struct rig r;
     rig_start(&r, NULL, NULL);
-    ck_assert(wait_text(&r, "serial_number", "4410000001", 10000));
-    ck_assert(wait_log(&r, "the inverter's serial is 4410000001", 1000));
-    ck_assert(wait_log(&r, "the dongle's serial is BA10000001", 1000));
+    ck_assert(itest_wait_text(r.mqtt, STATE, "serial_number", "4410000001", 10000));
+    ck_assert(proc_wait_log(&r.daemon, "the inverter's serial is 4410000001", 1000));
+    ck_assert(proc_wait_log(&r.daemon, "the dongle's serial is BA10000001", 1000));
     // Values as the simulator's registers hold them, in the entity's units.
     unsigned r5 = sim_get(&r, "input", 5);
-    ck_assert(state_value(&r, "battery_soc") == (r5 & 0xff));
-    ck_assert(state_value(&r, "battery_soh") == (r5 >> 8));
-    ck_assert(fabs(state_value(&r, "battery_voltage") - sim_get(&r, "input", 4) / 10.0) < 1e-6);
-    ck_assert(state_value(&r, "pv1_power") == sim_get(&r, "input", 7));
-    ck_assert(state_value(&r, "pv_power") ==
+    ck_assert(itest_state_number(r.mqtt, STATE, "battery_soc") == (r5 & 0xff));
+    ck_assert(itest_state_number(r.mqtt, STATE, "battery_soh") == (r5 >> 8));
+    ck_assert(fabs(itest_state_number(r.mqtt, STATE, "battery_voltage") -
+                   sim_get(&r, "input", 4) / 10.0) < 1e-6);
+    ck_assert(itest_state_number(r.mqtt, STATE, "pv1_power") == sim_get(&r, "input", 7));
+    ck_assert(itest_state_number(r.mqtt, STATE, "pv_power") ==
               sim_get(&r, "input", 7) + sim_get(&r, "input", 8) + sim_get(&r, "input", 9));
     double pv1_total = (sim_get(&r, "input", 40) | sim_get(&r, "input", 41) << 16) / 10.0;
-    ck_assert(fabs(state_value(&r, "pv1_energy_total") - pv1_total) < 1e-6);
-    ck_assert(state_value(&r, "cell_temperature_min") == -2.5); // signed
-    ck_assert(state_value(&r, "battery_max_charge_current") == 120);
-    ck_assert(wait_value(&r, "ac_charge_soc_limit", sim_get(&r, "holding", 67), 0, 5000));
-    ck_assert(wait_text(&r, "ac_charge_1_start", "02:30", 1000));
-    ck_assert(wait_text(&r, "ac_charge", "OFF", 1000));
-    ck_assert(wait_text(&r, "firmware_code", "FAAB", 1000));
+    ck_assert(fabs(itest_state_number(r.mqtt, STATE, "pv1_energy_total") - pv1_total) < 1e-6);
+    ck_assert(itest_state_number(r.mqtt, STATE, "cell_temperature_min") == -2.5); // signed
+    ck_assert(itest_state_number(r.mqtt, STATE, "battery_max_charge_current") == 120);
+    ck_assert(itest_wait_number(r.mqtt, STATE, "ac_charge_soc_limit", sim_get(&r, "holding", 67), 0,
+                                5000));
+    ck_assert(itest_wait_text(r.mqtt, STATE, "ac_charge_1_start", "02:30", 1000));
+    ck_assert(itest_wait_text(r.mqtt, STATE, "ac_charge", "OFF", 1000));
+    ck_assert(itest_wait_text(r.mqtt, STATE, "firmware_code", "FAAB", 1000));
     // Changed registers: a new status, a discharging battery (negative current), a fault.
     sim_set(&r, "input", 0, 16);
     sim_set(&r, "input", 98, 65536 - 500);
@@ -163,13 +129,14 @@ START_TEST(values_and_discovery)
     sim_set(&r, "input", 11, 1500);
     sim_set(&r, "input", 60, 1); // bit 0
     sim_set(&r, "input", 61, 2); // bit 17
-    ck_assert(wait_text(&r, "status", "Battery on-grid", 8000));
-    ck_assert(wait_value(&r, "battery_current", -5, 1e-9, 1000));
-    ck_assert(wait_value(&r, "battery_power", 1500, 0, 1000)); // + discharging
-    ck_assert(wait_text(&r, "fault",
-                        "Internal communication fault 1, Internal communication fault 2", 1000));
-    ck_assert(wait_value(&r, "fault_code", 131073, 0, 1000));
-    ck_assert(wait_text(&r, "warning", "OK", 1000));
+    ck_assert(itest_wait_text(r.mqtt, STATE, "status", "Battery on-grid", 8000));
+    ck_assert(itest_wait_number(r.mqtt, STATE, "battery_current", -5, 1e-9, 1000));
+    ck_assert(itest_wait_number(r.mqtt, STATE, "battery_power", 1500, 0, 1000)); // + discharging
+    ck_assert(itest_wait_text(r.mqtt, STATE, "fault",
+                              "Internal communication fault 1, Internal communication fault 2",
+                              1000));
+    ck_assert(itest_wait_number(r.mqtt, STATE, "fault_code", 131073, 0, 1000));
+    ck_assert(itest_wait_text(r.mqtt, STATE, "warning", "OK", 1000));
     itest_assert_discovery_valid(r.mqtt);
     rig_stop(&r);
 }
@@ -189,25 +156,25 @@ START_TEST(controls)
 {
     struct rig r;
     rig_start(&r, NULL, NULL);
-    ck_assert(wait_text(&r, "ac_charge", "OFF", 10000));
+    ck_assert(itest_wait_text(r.mqtt, STATE, "ac_charge", "OFF", 10000));
     // AC charge: read-modify-write of holding 21, only bit 7 changes.
     unsigned before = sim_get(&r, "holding", 21);
     collector_publish(r.mqtt, "energy2mqtt/lux/ac_charge/set", "ON", false);
     unsigned after = wait_write(&r, 21, 1);
     ck_assert_uint_eq(after, before | 0x80);
-    ck_assert(wait_text(&r, "ac_charge", "ON", 5000));
-    ck_assert(wait_log(&r, "ac_charge confirmed by read-back", 5000));
+    ck_assert(itest_wait_text(r.mqtt, STATE, "ac_charge", "ON", 5000));
+    ck_assert(proc_wait_log(&r.daemon, "ac_charge confirmed by read-back", 5000));
     collector_publish(r.mqtt, "energy2mqtt/lux/ac_charge/set", "OFF", false);
     ck_assert_uint_eq(wait_write(&r, 21, 1), before);
-    ck_assert(wait_text(&r, "ac_charge", "OFF", 5000));
+    ck_assert(itest_wait_text(r.mqtt, STATE, "ac_charge", "OFF", 5000));
     // The app changed another bit meanwhile: a fresh read keeps it.
     sim_set(&r, "holding", 21, before | 0x1);
     collector_publish(r.mqtt, "energy2mqtt/lux/forced_discharge/set", "ON", false);
     ck_assert_uint_eq(wait_write(&r, 21, 1), before | 0x1 | 0x400);
-    ck_assert(wait_text(&r, "forced_discharge", "ON", 5000));
+    ck_assert(itest_wait_text(r.mqtt, STATE, "forced_discharge", "ON", 5000));
     collector_publish(r.mqtt, "energy2mqtt/lux/charge_priority/set", "ON", false);
     ck_assert_uint_eq(wait_write(&r, 21, 1), before | 0x1 | 0x400 | 0x800);
-    ck_assert(wait_text(&r, "charge_priority", "ON", 5000));
+    ck_assert(itest_wait_text(r.mqtt, STATE, "charge_priority", "ON", 5000));
 
     // Numbers: one register each, confirmed by the echo and the read-back.
     static const struct {
@@ -226,8 +193,9 @@ START_TEST(controls)
         snprintf(topic, sizeof(topic), "energy2mqtt/lux/%s/set", numbers[i].id);
         collector_publish(r.mqtt, topic, numbers[i].value, false);
         ck_assert_uint_eq(wait_write(&r, numbers[i].reg, 1), strtoul(numbers[i].value, NULL, 10));
-        ck_assert_msg(wait_value(&r, numbers[i].id, atof(numbers[i].value), 0, 5000), "%s",
-                      numbers[i].id);
+        ck_assert_msg(
+            itest_wait_number(r.mqtt, STATE, numbers[i].id, atof(numbers[i].value), 0, 5000), "%s",
+            numbers[i].id);
         ck_assert_uint_eq(sim_get(&r, "holding", numbers[i].reg),
                           strtoul(numbers[i].value, NULL, 10));
     }
@@ -246,7 +214,7 @@ START_TEST(controls)
             snprintf(hhmm, sizeof(hhmm), "%02u:%02u", hour, minute);
             collector_publish(r.mqtt, topic, hhmm, false);
             ck_assert_uint_eq(wait_write(&r, slots[k].first + i, 1), minute << 8 | hour);
-            ck_assert_msg(wait_text(&r, id, hhmm, 5000), "%s not %s", id, hhmm);
+            ck_assert_msg(itest_wait_text(r.mqtt, STATE, id, hhmm, 5000), "%s not %s", id, hhmm);
         }
     }
 
@@ -260,7 +228,7 @@ START_TEST(controls)
     collector_publish(r.mqtt, "energy2mqtt/lux/charge_power_percent/set", "101", false);
     collector_publish(r.mqtt, "energy2mqtt/lux/ac_charge_1_end/set", "24:00", false);
     collector_publish(r.mqtt, "energy2mqtt/lux/ac_charge_1_end/set", "7:5", false);
-    ck_assert(wait_log(&r, "refused lux/ac_charge_1_end: '7:5' does not match", 5000));
+    ck_assert(proc_wait_log(&r.daemon, "refused lux/ac_charge_1_end: '7:5' does not match", 5000));
     ck_assert(proc_log_contains(&r.daemon, "refused lux/discharge_cutoff_soc: 95 is outside"));
     ck_assert(proc_log_contains(&r.daemon, "refused lux/charge_power_percent: 101 is outside"));
     ck_assert(proc_log_contains(&r.daemon, "refused lux/ac_charge_1_end: '24:00' does not match"));
@@ -284,7 +252,7 @@ START_TEST(broadcasts_need_heartbeat_echo)
               "      poll_interval: 1h\n"
               "      broadcast_interval: 1s\n"
               "      stale_after: 1h\n");
-    ck_assert(wait_log(&r, "answering the dongle's heartbeats", 10000));
+    ck_assert(proc_wait_log(&r.daemon, "answering the dongle's heartbeats", 10000));
     long long end = itest_now_ms() + 10000;
     while (itest_now_ms() < end && sim_stat(&r, "broadcasts") < 2)
         itest_sleep_ms(200);
@@ -292,7 +260,8 @@ START_TEST(broadcasts_need_heartbeat_echo)
     ck_assert(sim_stat(&r, "broadcasts") >= 2);
     double reads = sim_stat(&r, "reads");
     sim_set(&r, "input", 7, 4321);
-    ck_assert_msg(wait_value(&r, "pv1_power", 4321, 0, 8000), "the broadcast was not decoded");
+    ck_assert_msg(itest_wait_number(r.mqtt, STATE, "pv1_power", 4321, 0, 8000),
+                  "the broadcast was not decoded");
     ck_assert(sim_stat(&r, "reads") == reads); // no poll brought it
     rig_stop(&r);
 }
@@ -303,25 +272,26 @@ START_TEST(faults_and_reconnect)
 {
     struct rig r;
     rig_start(&r, NULL, NULL);
-    ck_assert(wait_text(&r, "ac_charge", "OFF", 10000));
+    ck_assert(itest_wait_text(r.mqtt, STATE, "ac_charge", "OFF", 10000));
     char ok[256];
     ck_assert(sim_command(&r.dongle, ok, sizeof(ok), "fault drop"));
-    ck_assert(wait_log(&r, "the dongle closed the connection", 5000));
+    ck_assert(proc_wait_log(&r.daemon, "the dongle closed the connection", 5000));
     sim_set(&r, "input", 7, 1111);
-    ck_assert_msg(wait_value(&r, "pv1_power", 1111, 0, 10000), "no values after reconnecting");
+    ck_assert_msg(itest_wait_number(r.mqtt, STATE, "pv1_power", 1111, 0, 10000),
+                  "no values after reconnecting");
     ck_assert(sim_command(&r.dongle, ok, sizeof(ok), "fault badcrc"));
     sim_set(&r, "input", 7, 2222);
-    ck_assert(wait_value(&r, "pv1_power", 2222, 0, 10000));
+    ck_assert(itest_wait_number(r.mqtt, STATE, "pv1_power", 2222, 0, 10000));
     ck_assert(sim_command(&r.dongle, ok, sizeof(ok), "fault stall"));
     sim_set(&r, "input", 7, 3333);
-    ck_assert(wait_value(&r, "pv1_power", 3333, 0, 10000));
+    ck_assert(itest_wait_number(r.mqtt, STATE, "pv1_power", 3333, 0, 10000));
     ck_assert(sim_command(&r.dongle, ok, sizeof(ok), "fault split"));
     sim_set(&r, "input", 7, 4444);
-    ck_assert(wait_value(&r, "pv1_power", 4444, 0, 10000));
+    ck_assert(itest_wait_number(r.mqtt, STATE, "pv1_power", 4444, 0, 10000));
     // A write while the dongle stalls its answer: retried, then confirmed.
     ck_assert(sim_command(&r.dongle, ok, sizeof(ok), "fault stall"));
     collector_publish(r.mqtt, "energy2mqtt/lux/ac_charge_power_percent/set", "33", false);
-    ck_assert(wait_value(&r, "ac_charge_power_percent", 33, 0, 15000));
+    ck_assert(itest_wait_number(r.mqtt, STATE, "ac_charge_power_percent", 33, 0, 15000));
     char *s = collector_last(r.mqtt, "energy2mqtt/lux/availability");
     ck_assert_str_eq(s, "online");
     free(s);

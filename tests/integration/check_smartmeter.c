@@ -65,25 +65,6 @@ static void rig_stop(struct rig *r)
     itest_cleanup();
 }
 
-static double state_value(struct rig *r, const char *key)
-{
-    char *s = collector_last(r->mqtt, "energy2mqtt/m/state");
-    double v = s ? json_number_of(s, key) : NAN;
-    free(s);
-    return v;
-}
-
-static bool wait_value(struct rig *r, const char *key, double want, double tol, int ms)
-{
-    long long end = itest_now_ms() + ms;
-    while (itest_now_ms() < end) {
-        if (fabs(state_value(r, key) - want) <= tol)
-            return true;
-        itest_sleep_ms(50);
-    }
-    return false;
-}
-
 START_TEST(powermeter_tcp_values_and_discovery)
 {
     struct rig r;
@@ -95,11 +76,14 @@ START_TEST(powermeter_tcp_values_and_discovery)
     // Above whatever the simulator starts with: a lower total would be a decrease, which the
     // counter guard rightly refuses (and a jump beyond max_rate takes two confirmations).
     ck_assert(sim_command(&r.meter, ok, sizeof(ok), "set energy 5000000"));
-    ck_assert_msg(wait_value(&r, "power", 1234.5, 0.05, 5000), "power != 1234.5 W");
-    ck_assert_msg(wait_value(&r, "energy", 5000.0, 0.0005, 8000), "5000000 Wh != 5000 kWh");
+    ck_assert_msg(itest_wait_number(r.mqtt, "energy2mqtt/m/state", "power", 1234.5, 0.05, 5000),
+                  "power != 1234.5 W");
+    ck_assert_msg(itest_wait_number(r.mqtt, "energy2mqtt/m/state", "energy", 5000.0, 0.0005, 8000),
+                  "5000000 Wh != 5000 kWh");
     // getCurrent answers in mA; published in A (1234.5 W / 230 V = 5.367 A).
-    ck_assert_msg(wait_value(&r, "current", 1234.5 / 230, 0.01, 5000), "current %f",
-                  state_value(&r, "current"));
+    ck_assert_msg(
+        itest_wait_number(r.mqtt, "energy2mqtt/m/state", "current", 1234.5 / 230, 0.01, 5000),
+        "current %f", itest_state_number(r.mqtt, "energy2mqtt/m/state", "current"));
     char *s = collector_wait(r.mqtt, "energy2mqtt/m/state", "\"firmware\":\"2", 3000);
     ck_assert_ptr_nonnull(s);
     free(s);
@@ -196,15 +180,15 @@ START_TEST(energy_total_survives_reset_energy)
     char ok[128];
     ck_assert(sim_command(&r.meter, ok, sizeof(ok), "freeze"));
     ck_assert(sim_command(&r.meter, ok, sizeof(ok), "set energy 5000000"));
-    ck_assert(wait_value(&r, "energy", 5000.0, 0.0005, 8000));
+    ck_assert(itest_wait_number(r.mqtt, "energy2mqtt/m/state", "energy", 5000.0, 0.0005, 8000));
     // The button sends resetEnergy; the meter's counter restarts from 0.
     collector_publish(r.mqtt, "energy2mqtt/m/reset_energy/set", "PRESS", false);
     char line[128];
     ck_assert(sim_wait_write(&r.meter, "cmd resetEnergy", line, sizeof(line), 5000));
     ck_assert(sim_command(&r.meter, ok, sizeof(ok), "set energy 200"));
     // The published total continues from 5000 kWh instead of dropping to 0.2.
-    ck_assert_msg(wait_value(&r, "energy", 5000.2, 0.0005, 8000), "energy %f",
-                  state_value(&r, "energy"));
+    ck_assert_msg(itest_wait_number(r.mqtt, "energy2mqtt/m/state", "energy", 5000.2, 0.0005, 8000),
+                  "energy %f", itest_state_number(r.mqtt, "energy2mqtt/m/state", "energy"));
     ck_assert(proc_log_contains(&r.daemon, "energy: device reset carried over"));
     rig_stop(&r);
 }
@@ -217,12 +201,13 @@ START_TEST(smartmeter_mqtt_mode)
     char ok[128];
     ck_assert(sim_command(&r.meter, ok, sizeof(ok), "freeze"));
     ck_assert(sim_command(&r.meter, ok, sizeof(ok), "set power 100 200 300"));
-    ck_assert_msg(wait_value(&r, "power", 600, 0.05, 5000), "power %f", state_value(&r, "power"));
-    ck_assert(wait_value(&r, "l2_power", 200, 0.05, 2000));
+    ck_assert_msg(itest_wait_number(r.mqtt, "energy2mqtt/m/state", "power", 600, 0.05, 5000),
+                  "power %f", itest_state_number(r.mqtt, "energy2mqtt/m/state", "power"));
+    ck_assert(itest_wait_number(r.mqtt, "energy2mqtt/m/state", "l2_power", 200, 0.05, 2000));
     ck_assert(sim_command(&r.meter, ok, sizeof(ok), "set energy 5000000"));
     // The SmartMeter's samples carry kWh (the PowerMeter's Wh); the entity shows kWh.
-    ck_assert_msg(wait_value(&r, "energy", 5000.0, 0.001, 8000), "energy %f",
-                  state_value(&r, "energy"));
+    ck_assert_msg(itest_wait_number(r.mqtt, "energy2mqtt/m/state", "energy", 5000.0, 0.001, 8000),
+                  "energy %f", itest_state_number(r.mqtt, "energy2mqtt/m/state", "energy"));
     // No availability topic: stopping samples makes the device offline.
     collector_clear(r.mqtt);
     ck_assert(sim_command(&r.meter, ok, sizeof(ok), "fault stall"));

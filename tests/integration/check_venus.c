@@ -58,42 +58,6 @@ static void rig_stop(struct rig *r)
     itest_cleanup();
 }
 
-static double state_value(struct rig *r, const char *key)
-{
-    char *s = collector_last(r->mqtt, STATE);
-    double v = s ? json_number_of(s, key) : NAN;
-    free(s);
-    return v;
-}
-
-static char *state_text(struct rig *r, const char *key)
-{
-    char *s = collector_last(r->mqtt, STATE);
-    char *v = s ? json_string_of(s, key) : NULL;
-    free(s);
-    return v;
-}
-
-static bool wait_text(struct rig *r, const char *key, const char *want, int ms)
-{
-    char needle[128];
-    snprintf(needle, sizeof(needle), "\"%s\":\"%s\"", key, want);
-    char *s = collector_wait(r->mqtt, STATE, needle, ms);
-    free(s);
-    return s != NULL;
-}
-
-static bool wait_value(struct rig *r, const char *key, double want, double tol, int ms)
-{
-    long long end = itest_now_ms() + ms;
-    while (itest_now_ms() < end) {
-        if (fabs(state_value(r, key) - want) <= tol)
-            return true;
-        itest_sleep_ms(100);
-    }
-    return false;
-}
-
 static double sim_get(struct rig *r, const char *key)
 {
     char ok[256];
@@ -125,18 +89,22 @@ START_TEST(values_and_discovery)
 {
     struct rig r;
     rig_start(&r, true);
-    ck_assert_msg(wait_value(&r, "ct_power_total", 330, 0.5, 10000), "CT power %f",
-                  state_value(&r, "ct_power_total"));
+    ck_assert_msg(itest_wait_number(r.mqtt, STATE, "ct_power_total", 330, 0.5, 10000),
+                  "CT power %f", itest_state_number(r.mqtt, STATE, "ct_power_total"));
     // Every value as the simulator holds it, in the entity's units.
-    ck_assert(state_value(&r, "battery_soc") == sim_get(&r, "cel_c"));
-    ck_assert(fabs(state_value(&r, "battery_energy") - sim_get(&r, "cel_p") / 100) < 0.005);
-    ck_assert(fabs(state_value(&r, "charge_energy_total") - sim_get(&r, "tot_i") / 100) < 0.005);
-    ck_assert(fabs(state_value(&r, "discharge_energy_total") - sim_get(&r, "tot_o") / 100) < 0.005);
-    ck_assert(fabs(state_value(&r, "income_total") - sim_get(&r, "inc_a") / 1000) < 0.0005);
-    ck_assert(state_value(&r, "ac_power") == sim_get(&r, "grd_o"));
-    ck_assert(state_value(&r, "max_charge_power") == sim_get(&r, "mcp_w"));
-    ck_assert(state_value(&r, "wifi_signal") == -sim_get(&r, "wif_s"));
-    ck_assert(state_value(&r, "slot1_power") == -800);
+    ck_assert(itest_state_number(r.mqtt, STATE, "battery_soc") == sim_get(&r, "cel_c"));
+    ck_assert(fabs(itest_state_number(r.mqtt, STATE, "battery_energy") -
+                   sim_get(&r, "cel_p") / 100) < 0.005);
+    ck_assert(fabs(itest_state_number(r.mqtt, STATE, "charge_energy_total") -
+                   sim_get(&r, "tot_i") / 100) < 0.005);
+    ck_assert(fabs(itest_state_number(r.mqtt, STATE, "discharge_energy_total") -
+                   sim_get(&r, "tot_o") / 100) < 0.005);
+    ck_assert(fabs(itest_state_number(r.mqtt, STATE, "income_total") -
+                   sim_get(&r, "inc_a") / 1000) < 0.0005);
+    ck_assert(itest_state_number(r.mqtt, STATE, "ac_power") == sim_get(&r, "grd_o"));
+    ck_assert(itest_state_number(r.mqtt, STATE, "max_charge_power") == sim_get(&r, "mcp_w"));
+    ck_assert(itest_state_number(r.mqtt, STATE, "wifi_signal") == -sim_get(&r, "wif_s"));
+    ck_assert(itest_state_number(r.mqtt, STATE, "slot1_power") == -800);
     static const struct {
         const char *key, *want;
     } texts[] = {
@@ -150,13 +118,13 @@ START_TEST(values_and_discovery)
         {"link_status", "online"},
     };
     for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
-        char *v = state_text(&r, texts[i].key);
+        char *v = itest_state_text(r.mqtt, STATE, texts[i].key);
         ck_assert_msg(v && strcmp(v, texts[i].want) == 0, "%s: %s, want %s", texts[i].key,
                       v ? v : "(none)", texts[i].want);
         free(v);
     }
-    ck_assert(state_value(&r, "bms_soh") == 98);
-    ck_assert(fabs(state_value(&r, "cell_voltage_max") - 3.276) < 0.0005);
+    ck_assert(itest_state_number(r.mqtt, STATE, "bms_soh") == 98);
+    ck_assert(fabs(itest_state_number(r.mqtt, STATE, "cell_voltage_max") - 3.276) < 0.0005);
     // Discovery passes the validator, with every topic it references published.
     itest_assert_discovery_valid(r.mqtt);
     // Requests go to the App topic only; nothing is ever published on the device topic but the
@@ -173,13 +141,14 @@ START_TEST(slot_edit_round_trip)
 {
     struct rig r;
     rig_start(&r, true);
-    ck_assert(wait_text(&r, "slot1_start", "07:05", 15000));
+    ck_assert(itest_wait_text(r.mqtt, STATE, "slot1_start", "07:05", 15000));
     char line[256];
     collector_publish(r.mqtt, "energy2mqtt/bat/slot1_start/set", "06:30", false);
     // The whole slot, zero-padded, built from what the device reported.
     ck_assert_msg(sim_wait_write(&r.venus, "write cd=3,", line, sizeof(line), 5000), "no cd=3");
     ck_assert_str_eq(line, "write cd=3,md=1,nm=0,bt=06:30,et=22:00,wk=62,vv=-800,as=1");
-    ck_assert_msg(wait_text(&r, "slot1_start", "06:30", 5000), "06:30 not confirmed");
+    ck_assert_msg(itest_wait_text(r.mqtt, STATE, "slot1_start", "06:30", 5000),
+                  "06:30 not confirmed");
     long long end = itest_now_ms() + 5000;
     while (itest_now_ms() < end && !proc_log_contains(&r.daemon, "slot1_start confirmed"))
         itest_sleep_ms(100);
@@ -189,11 +158,11 @@ START_TEST(slot_edit_round_trip)
     collector_publish(r.mqtt, "energy2mqtt/bat/slot3_power/set", "-1200", false);
     ck_assert(sim_wait_write(&r.venus, "write cd=3,", line, sizeof(line), 5000));
     ck_assert_str_eq(line, "write cd=3,md=1,nm=2,bt=21:30,et=24:00,wk=65,vv=-1200,as=0");
-    ck_assert(wait_value(&r, "slot3_power", -1200, 0, 5000));
+    ck_assert(itest_wait_number(r.mqtt, STATE, "slot3_power", -1200, 0, 5000));
     collector_publish(r.mqtt, "energy2mqtt/bat/slot3_weekdays/set", "0123456", false);
     ck_assert(sim_wait_write(&r.venus, "write cd=3,", line, sizeof(line), 5000));
     ck_assert_str_eq(line, "write cd=3,md=1,nm=2,bt=21:30,et=24:00,wk=127,vv=-1200,as=0");
-    ck_assert(wait_text(&r, "slot3_weekdays", "0123456", 5000));
+    ck_assert(itest_wait_text(r.mqtt, STATE, "slot3_weekdays", "0123456", 5000));
 
     // A time the pattern refuses changes nothing: no request, the state stays.
     collector_publish(r.mqtt, "energy2mqtt/bat/slot1_start/set", "25:00", false);
@@ -204,7 +173,7 @@ START_TEST(slot_edit_round_trip)
     ck_assert(proc_log_contains(&r.daemon, "refused bat/slot1_start: '25:00' does not match"));
     ck_assert(proc_log_contains(&r.daemon, "refused bat/slot1_end: '7:5' does not match"));
     ck_assert(!sim_wait_write(&r.venus, "write cd=3,", line, sizeof(line), 2000));
-    char *v = state_text(&r, "slot1_start");
+    char *v = itest_state_text(r.mqtt, STATE, "slot1_start");
     ck_assert_str_eq(v, "06:30");
     free(v);
     ck_assert(sim_command(&r.venus, line, sizeof(line), "get tim_0"));
@@ -227,19 +196,19 @@ START_TEST(controls)
     collector_publish(r.mqtt, "energy2mqtt/bat/max_charge_power/set", "1200", false);
     ck_assert(sim_wait_write(&r.venus, "write cd=16,", line, sizeof(line), 5000));
     ck_assert_str_eq(line, "write cd=16,cp=1200");
-    ck_assert(wait_value(&r, "max_charge_power", 1200, 0, 5000));
+    ck_assert(itest_wait_number(r.mqtt, STATE, "max_charge_power", 1200, 0, 5000));
     collector_publish(r.mqtt, "energy2mqtt/bat/max_discharge_power/set", "2500 W", false);
     ck_assert(sim_wait_write(&r.venus, "write cd=15,", line, sizeof(line), 5000));
     ck_assert_str_eq(line, "write cd=15,vs=2500");
-    ck_assert(wait_text(&r, "max_discharge_power", "2500 W", 5000));
+    ck_assert(itest_wait_text(r.mqtt, STATE, "max_discharge_power", "2500 W", 5000));
     collector_publish(r.mqtt, "energy2mqtt/bat/working_mode/set", "AI", false);
     ck_assert(sim_wait_write(&r.venus, "write cd=2,", line, sizeof(line), 5000));
     ck_assert_str_eq(line, "write cd=2,md=5,nl=1");
-    ck_assert(wait_text(&r, "working_mode", "AI", 5000));
+    ck_assert(itest_wait_text(r.mqtt, STATE, "working_mode", "AI", 5000));
     collector_publish(r.mqtt, "energy2mqtt/bat/backup/set", "ON", false);
     ck_assert(sim_wait_write(&r.venus, "write cd=11,", line, sizeof(line), 5000));
     ck_assert_str_eq(line, "write cd=11,bc=1");
-    ck_assert(wait_text(&r, "backup", "ON", 5000));
+    ck_assert(itest_wait_text(r.mqtt, STATE, "backup", "ON", 5000));
     double clock_syncs = sim_writes(&r, "clock");
     collector_publish(r.mqtt, "energy2mqtt/bat/sync_clock/set", "PRESS", false);
     end = itest_now_ms() + 5000;
@@ -264,8 +233,8 @@ START_TEST(quirks_and_offline)
     struct rig r;
     rig_start(&r, false);
     char ok[256];
-    ck_assert(wait_value(&r, "max_charge_power", 2500, 0, 5000));
-    double total = state_value(&r, "charge_energy_total");
+    ck_assert(itest_wait_number(r.mqtt, STATE, "max_charge_power", 2500, 0, 5000));
+    double total = itest_state_number(r.mqtt, STATE, "charge_energy_total");
     ck_assert(total > 300);
     // Firmware garbage: a sentinel mcp_w is unknown, a counter missing its last digit is not
     // a new total.
@@ -276,9 +245,9 @@ START_TEST(quirks_and_offline)
     char *s = collector_wait(r.mqtt, STATE, "\"max_charge_power\":null", 15000);
     ck_assert_msg(s, "a sentinel mcp_w was published as a number");
     free(s);
-    ck_assert(state_value(&r, "charge_energy_total") >= total);
+    ck_assert(itest_state_number(r.mqtt, STATE, "charge_energy_total") >= total);
     ck_assert(proc_log_contains(&r.daemon, "charge_energy_total: decrease refused"));
-    ck_assert(wait_value(&r, "max_charge_power", 2500, 0, 15000));
+    ck_assert(itest_wait_number(r.mqtt, STATE, "max_charge_power", 2500, 0, 15000));
 
     // A silent relay: offline after three missed replies, back with the next answer.
     collector_clear(r.mqtt);

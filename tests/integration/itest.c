@@ -237,6 +237,14 @@ bool proc_log_contains(const struct proc *p, const char *needle)
     return found;
 }
 
+bool proc_wait_log(const struct proc *p, const char *text, int ms)
+{
+    long long end = itest_now_ms() + ms;
+    while (itest_now_ms() < end && !proc_log_contains(p, text))
+        itest_sleep_ms(100);
+    return proc_log_contains(p, text);
+}
+
 // ---- broker, simulator, daemon --------------------------------------------------------------
 
 static bool port_open(int port)
@@ -595,6 +603,44 @@ char *json_string_of(const char *json, const char *key)
     char *out = s ? strdup(s) : NULL;
     json_decref(o);
     return out;
+}
+
+double itest_state_number(struct collector *c, const char *topic, const char *key)
+{
+    char *s = collector_last(c, topic);
+    double v = s ? json_number_of(s, key) : NAN;
+    free(s);
+    return v;
+}
+
+char *itest_state_text(struct collector *c, const char *topic, const char *key)
+{
+    char *s = collector_last(c, topic);
+    char *v = s ? json_string_of(s, key) : NULL;
+    free(s);
+    return v;
+}
+
+bool itest_wait_number(struct collector *c, const char *topic, const char *key, double want,
+                       double tol, int ms)
+{
+    long long end = itest_now_ms() + ms;
+    while (itest_now_ms() < end) {
+        if (fabs(itest_state_number(c, topic, key) - want) <= tol)
+            return true;
+        itest_sleep_ms(100);
+    }
+    return false;
+}
+
+bool itest_wait_text(struct collector *c, const char *topic, const char *key, const char *want,
+                     int ms)
+{
+    char needle[128];
+    snprintf(needle, sizeof(needle), "\"%s\":\"%s\"", key, want);
+    char *s = collector_wait(c, topic, needle, ms);
+    free(s);
+    return s != NULL;
 }
 
 // ---- validation and main --------------------------------------------------------------------

@@ -30,6 +30,9 @@ void proc_send(struct proc *p, const char *fmt, ...) __attribute__((format(print
 int proc_stop(struct proc *p, int sig, int timeout_ms);
 // Whether `needle` appears in the process's log file.
 bool proc_log_contains(const struct proc *p, const char *needle);
+// Waits up to `ms` for `text` to appear in the process's log file, looking every 100 ms;
+// whether it did.
+bool proc_wait_log(const struct proc *p, const char *text, int ms);
 
 // A temporary directory for this test (removed by itest_cleanup()).
 const char *itest_dir(void);
@@ -110,6 +113,20 @@ struct collector *collector_retained(int port, const char *filter, int wait_ms);
 double json_number_of(const char *json, const char *key);
 // The string value of "key":"..." (malloc'd) or NULL.
 char *json_string_of(const char *json, const char *key);
+
+// A device's state: the latest payload on `topic`, a JSON object.
+// The number under `key`; NAN when there is no payload, no such key or no number.
+double itest_state_number(struct collector *c, const char *topic, const char *key);
+// The string under `key` (malloc'd) or NULL.
+char *itest_state_text(struct collector *c, const char *topic, const char *key);
+// Waits up to `ms` for the latest payload's number under `key` to be within `tol` of `want`,
+// looking every 100 ms.
+bool itest_wait_number(struct collector *c, const char *topic, const char *key, double want,
+                       double tol, int ms);
+// Waits up to `ms` for a payload on `topic` holding "key":"want" (seen before the call counts,
+// as for collector_wait()).
+bool itest_wait_text(struct collector *c, const char *topic, const char *key, const char *want,
+                     int ms);
 
 long long itest_now_ms(void);
 void itest_sleep_ms(int ms);

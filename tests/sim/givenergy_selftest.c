@@ -29,21 +29,7 @@ static int sim_start(struct child *c, const char *sim, const char *const *extra)
 {
     static const char *const base[] = {"--port", "0", "--heartbeat-ms", "100000", "--static",
                                        "--seed", "3"};
-    const char *args[64];
-    size_t n = 0;
-    for (size_t i = 0; i < sizeof(base) / sizeof(base[0]); i++)
-        args[n++] = base[i];
-    for (int i = 0; extra && extra[i]; i++) {
-        CHECK(n < sizeof(args) / sizeof(args[0]) - 1, "too many options");
-        args[n++] = extra[i];
-    }
-    args[n] = NULL;
-    child_start(c, sim, args);
-    char line[SELFTEST_LINE_MAX];
-    child_expect(c, "ready port=", 5000, line);
-    int port = atoi(line + 11);
-    CHECK(port > 0, "no port in '%s'", line);
-    return port;
+    return child_start_port(c, sim, base, sizeof(base) / sizeof(base[0]), extra);
 }
 
 static unsigned get_reg(struct child *c, const char *table, unsigned reg)
@@ -67,66 +53,21 @@ static long stat_of(struct child *c, const char *key)
 
 // ---- a client -----------------------------------------------------------------------------
 
-struct conn {
-    int fd;
-    uint8_t buf[16384];
-    size_t len;
-    unsigned skipped; // bytes that were not frames
-};
-
-static void conn_open(struct conn *k, int port)
+static long parse_response(void *arg, const uint8_t *buf, size_t len)
 {
-    memset(k, 0, sizeof(*k));
-    k->fd = selftest_tcp_connect(port);
-    CHECK(k->fd >= 0, "connect to %d: %s", port, strerror(errno));
-}
-
-static void conn_close(struct conn *k)
-{
-    if (k->fd >= 0)
-        close(k->fd);
-    k->fd = -1;
-}
-
-static void conn_send(struct conn *k, const uint8_t *p, size_t n)
-{
-    CHECK(send(k->fd, p, n, MSG_NOSIGNAL) == (ssize_t)n, "send: %s", strerror(errno));
+    return gs_parse_response(buf, len, arg);
 }
 
 // The next frame within `ms` (scaled). False on timeout or when the simulator closed.
-static bool next_frame(struct conn *k, int ms, struct gs_response *r)
+static bool next_frame(struct selftest_conn *k, int ms, struct gs_response *r)
 {
-    int64_t deadline = now_ms() + (int64_t)ms * selftest.slow;
-    for (;;) {
-        long n = gs_parse_response(k->buf, k->len, r);
-        if (n < 0) {
-            k->skipped += (unsigned)-n;
-            memmove(k->buf, k->buf - n, k->len - (size_t)-n);
-            k->len -= (size_t)-n;
-            continue;
-        }
-        if (n > 0) {
-            memmove(k->buf, k->buf + n, k->len - (size_t)n);
-            k->len -= (size_t)n;
-            return true;
-        }
-        int64_t left = deadline - now_ms();
-        if (left <= 0)
-            return false;
-        struct pollfd p = {.fd = k->fd, .events = POLLIN};
-        if (poll(&p, 1, (int)left) <= 0)
-            continue;
-        ssize_t got = recv(k->fd, k->buf + k->len, sizeof(k->buf) - k->len, 0);
-        if (got <= 0)
-            return false;
-        k->len += (size_t)got;
-    }
+    return selftest_conn_next(k, ms, parse_response, r);
 }
 
 // Waits for a transparent response from `address` with function `fn` (errors: fn | 0x80) for
 // `reg`, skipping heartbeats and other frames. `crc_ok` is what its CRC must be.
-static void expect_response(struct conn *k, uint8_t address, uint8_t fn, uint16_t reg, bool crc_ok,
-                            struct gs_response *r)
+static void expect_response(struct selftest_conn *k, uint8_t address, uint8_t fn, uint16_t reg,
+                            bool crc_ok, struct gs_response *r)
 {
     int64_t deadline = now_ms() + 2000 * selftest.slow;
     while (now_ms() < deadline) {
@@ -143,7 +84,7 @@ static void expect_response(struct conn *k, uint8_t address, uint8_t fn, uint16_
 }
 
 // No transparent frame at all for `ms`.
-static void expect_silence(struct conn *k, int ms)
+static void expect_silence(struct selftest_conn *k, int ms)
 {
     struct gs_response r;
     int64_t deadline = now_ms() + ms;
@@ -153,11 +94,11 @@ static void expect_silence(struct conn *k, int ms)
     }
 }
 
-static void request(struct conn *k, uint8_t address, uint8_t fn, uint16_t w1, uint16_t w2)
+static void request(struct selftest_conn *k, uint8_t address, uint8_t fn, uint16_t w1, uint16_t w2)
 {
     uint8_t out[GS_FRAME_MAX];
     sleep_ms(GAP_MS);
-    conn_send(k, out, gs_build_request(out, address, fn, w1, w2));
+    selftest_conn_send(k, out, gs_build_request(out, address, fn, w1, w2));
 }
 
 // ---- scenarios ----------------------------------------------------------------------------
@@ -166,8 +107,8 @@ static void test_reads(const char *sim)
 {
     struct child c;
     int port = sim_start(&c, sim, NULL);
-    struct conn k;
-    conn_open(&k, port);
+    struct selftest_conn k;
+    selftest_conn_open(&k, port);
     struct gs_response r;
 
     // Identity: the Gen1 hybrid's device type code, serial and ARM firmware.
@@ -203,20 +144,20 @@ static void test_reads(const char *sim)
     request(&k, 0x11, 3, 300, 60);
     expect_silence(&k, 500);
     CHECK(stat_of(&c, "unanswered") == 1, "unanswered");
-    conn_close(&k);
+    selftest_conn_close(&k);
     child_stop(&c);
 
     // An AC-coupled inverter answers holding 300+ and says what it is.
     static const char *const ac[] = {"--family", "ac", NULL};
     port = sim_start(&c, sim, ac);
-    conn_open(&k, port);
+    selftest_conn_open(&k, port);
     request(&k, 0x11, 3, 300, 60);
     expect_response(&k, 0x11, 3, 300, true, &r);
     CHECK(r.values[13] == 100, "HR313 %u", r.values[13]);
     request(&k, 0x11, 3, 0, 60);
     expect_response(&k, 0x11, 3, 0, true, &r);
     CHECK(r.values[0] == 0x3001, "AC DTC %04x", r.values[0]);
-    conn_close(&k);
+    selftest_conn_close(&k);
     child_stop(&c);
 }
 
@@ -224,8 +165,8 @@ static void test_writes(const char *sim)
 {
     struct child c;
     int port = sim_start(&c, sim, NULL);
-    struct conn k;
-    conn_open(&k, port);
+    struct selftest_conn k;
+    selftest_conn_open(&k, port);
     struct gs_response r;
     // A slot start as HHMM: echoed and stored.
     request(&k, 0x11, 6, 94, 1730);
@@ -248,7 +189,7 @@ static void test_writes(const char *sim)
     request(&k, 0x11, 3, 94, 2);
     expect_response(&k, 0x11, 3, 94, true, &r);
     CHECK(r.values[0] == 1730 && r.values[1] == 430, "read-back %u %u", r.values[0], r.values[1]);
-    conn_close(&k);
+    selftest_conn_close(&k);
     child_stop(&c);
 }
 
@@ -256,9 +197,9 @@ static void test_fanout(const char *sim)
 {
     struct child c;
     int port = sim_start(&c, sim, NULL);
-    struct conn a, b;
-    conn_open(&a, port);
-    conn_open(&b, port);
+    struct selftest_conn a, b;
+    selftest_conn_open(&a, port);
+    selftest_conn_open(&b, port);
     sleep_ms(100);
     CHECK(strcmp(child_cmd(&c, "clients"), "2") == 0, "two clients");
     struct gs_response r;
@@ -270,8 +211,8 @@ static void test_fanout(const char *sim)
     request(&b, 0x11, 6, 27, 0);
     expect_response(&b, 0x11, 6, 27, true, &r);
     expect_response(&a, 0x11, 6, 27, true, &r);
-    conn_close(&a);
-    conn_close(&b);
+    selftest_conn_close(&a);
+    selftest_conn_close(&b);
     child_stop(&c);
 }
 
@@ -280,8 +221,8 @@ static void test_heartbeats(const char *sim)
     struct child c;
     static const char *const fast[] = {"--heartbeat-ms", "300", NULL};
     int port = sim_start(&c, sim, fast);
-    struct conn k;
-    conn_open(&k, port);
+    struct selftest_conn k;
+    selftest_conn_open(&k, port);
     struct gs_response r;
     bool got = false;
     int64_t deadline = now_ms() + 2000 * selftest.slow;
@@ -289,11 +230,12 @@ static void test_heartbeats(const char *sim)
         got = next_frame(&k, 200, &r) && r.fid == 1;
     CHECK(got && r.adapter_type == 1, "no heartbeat");
     uint8_t out[32];
-    conn_send(&k, out, gs_build_heartbeat(out, (const uint8_t *)"AB1234G567", r.adapter_type));
+    selftest_conn_send(&k, out,
+                       gs_build_heartbeat(out, (const uint8_t *)"AB1234G567", r.adapter_type));
     sleep_ms(100);
     CHECK(stat_of(&c, "heartbeat_answers") == 1, "answer not counted");
     CHECK(stat_of(&c, "heartbeats") >= 1, "heartbeats not counted");
-    conn_close(&k);
+    selftest_conn_close(&k);
     child_stop(&c);
 }
 
@@ -301,15 +243,15 @@ static void test_faults(const char *sim)
 {
     struct child c;
     int port = sim_start(&c, sim, NULL);
-    struct conn k;
-    conn_open(&k, port);
+    struct selftest_conn k;
+    selftest_conn_open(&k, port);
     struct gs_response r;
     uint8_t out[GS_FRAME_MAX];
     // Two requests back to back: the second is dropped.
     size_t n = gs_build_request(out, 0x11, 4, 0, 60);
     sleep_ms(GAP_MS);
-    conn_send(&k, out, n);
-    conn_send(&k, out, gs_build_request(out, 0x11, 3, 0, 60));
+    selftest_conn_send(&k, out, n);
+    selftest_conn_send(&k, out, gs_build_request(out, 0x11, 3, 0, 60));
     expect_response(&k, 0x11, 4, 0, true, &r);
     expect_silence(&k, 400);
     CHECK(stat_of(&c, "early_drops") == 1, "early drop not counted");
@@ -317,7 +259,7 @@ static void test_faults(const char *sim)
     n = gs_build_request(out, 0x11, 4, 0, 60);
     out[n - 1] ^= 1;
     sleep_ms(GAP_MS);
-    conn_send(&k, out, n);
+    selftest_conn_send(&k, out, n);
     expect_silence(&k, 400);
     CHECK(stat_of(&c, "crc_drops") == 1, "CRC drop not counted");
     // An all-zero glitch, then real values again.
@@ -349,7 +291,7 @@ static void test_faults(const char *sim)
     // Drop: the simulator closes every client.
     child_cmd(&c, "fault drop");
     CHECK(!next_frame(&k, 500, &r), "connection still open");
-    conn_close(&k);
+    selftest_conn_close(&k);
     child_stop(&c);
 }
 

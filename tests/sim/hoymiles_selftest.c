@@ -47,21 +47,7 @@ static int dtu_start(struct child *c, const char *sim, const char *const *extra)
         "--port",      "0",       "--guard",  "250",    "--cloud",   "off",  "--data-interval",
         "500",         "--power", "500",      "--seed", "7",         "--tz", "0",
         "--reboot-ms", "800",     "--lockup", "1500",   "--cmd-gap", "600"};
-    const char *args[sizeof(base) / sizeof(base[0]) + 16];
-    size_t n = 0;
-    for (size_t i = 0; i < sizeof(base) / sizeof(base[0]); i++) {
-        args[n++] = base[i];
-    }
-    for (int i = 0; extra && extra[i]; i++) {
-        CHECK(n < sizeof(args) / sizeof(args[0]) - 1, "too many simulator options");
-        args[n++] = extra[i];
-    }
-    args[n] = NULL;
-    child_start(c, sim, args);
-    char line[SELFTEST_LINE_MAX];
-    child_expect(c, "ready port=", 5000, line);
-    int port = atoi(line + 11);
-    CHECK(port > 0, "no port in '%s'", line);
+    int port = child_start_port(c, sim, base, sizeof(base) / sizeof(base[0]), extra);
     last_req = 0;
     return port;
 }

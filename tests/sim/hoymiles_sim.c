@@ -6,14 +6,13 @@
 // file only moves bytes, reads the clocks and closes the listening socket while the model says
 // the DTU is unreachable, so that connects are refused as on a real DTU at night.
 #include "hoymiles_sim.h"
+#include "sim_tcp.h"
 #include "sim_util.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,25 +59,10 @@ static void log_sink(void *ctx, enum hs_log_level level, const char *msg)
 
 static int listen_open(struct sim *s)
 {
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port)};
-    if (inet_pton(AF_INET, s->host, &addr.sin_addr) != 1) {
-        fprintf(stderr, "e2m-hoymiles-sim: bad --host %s (IPv4 address expected)\n", s->host);
-        return -EINVAL;
-    }
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int one = 1;
+    int fd = sim_tcp_listen("e2m-hoymiles-sim", s->host, &s->port);
     if (fd < 0) {
-        return -errno;
+        return fd;
     }
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(fd, 8) < 0) {
-        int err = errno;
-        close(fd);
-        return -err;
-    }
-    socklen_t alen = sizeof(addr);
-    getsockname(fd, (struct sockaddr *)&addr, &alen);
-    s->port = ntohs(addr.sin_port);
     s->listen_fd = fd;
     return 0;
 }

@@ -31,21 +31,7 @@ static int sim_start(struct child *c, const char *sim, const char *const *extra)
     static const char *const base[] = {
         "--port", "0", "--heartbeat-ms", "100000", "--broadcast-ms", "100000", "--static",
         "--tz",   "0", "--seed",         "3"};
-    const char *args[64];
-    size_t n = 0;
-    for (size_t i = 0; i < sizeof(base) / sizeof(base[0]); i++)
-        args[n++] = base[i];
-    for (int i = 0; extra && extra[i]; i++) {
-        CHECK(n < sizeof(args) / sizeof(args[0]) - 1, "too many options");
-        args[n++] = extra[i];
-    }
-    args[n] = NULL;
-    child_start(c, sim, args);
-    char line[SELFTEST_LINE_MAX];
-    child_expect(c, "ready port=", 5000, line);
-    int port = atoi(line + 11);
-    CHECK(port > 0, "no port in '%s'", line);
-    return port;
+    return child_start_port(c, sim, base, sizeof(base) / sizeof(base[0]), extra);
 }
 
 static void cmd_ok(struct child *c, const char *cmd)
@@ -81,68 +67,35 @@ static long stat_of(struct child *c, const char *key)
 
 // ---- a client -----------------------------------------------------------------------------
 
-struct conn {
-    int fd;
-    uint8_t buf[16384];
-    size_t len;
-    unsigned skipped; // bytes that were not frames
+struct frame_out {
+    struct ls_frame *f;
+    uint8_t *out;
 };
 
-static void conn_open(struct conn *k, int port)
+// A whole frame is copied out before the connection's buffer moves on, and parsed again there.
+static long parse_frame(void *arg, const uint8_t *buf, size_t len)
 {
-    memset(k, 0, sizeof(*k));
-    k->fd = selftest_tcp_connect(port);
-    CHECK(k->fd >= 0, "connect to %d: %s", port, strerror(errno));
-}
-
-static void conn_close(struct conn *k)
-{
-    if (k->fd >= 0)
-        close(k->fd);
-    k->fd = -1;
-}
-
-static void conn_send(struct conn *k, const uint8_t *p, size_t n)
-{
-    CHECK(send(k->fd, p, n, MSG_NOSIGNAL) == (ssize_t)n, "send: %s", strerror(errno));
+    struct frame_out *fo = arg;
+    long r = ls_parse(buf, len, fo->f);
+    if (r > 0) {
+        memcpy(fo->out, buf, (size_t)r);
+        ls_parse(fo->out, (size_t)r, fo->f);
+    }
+    return r;
 }
 
 // The next frame within `ms` (scaled): copied into `out` (LS_FRAME_MAX bytes), parsed into `f`
 // (whose pointers then point into `out`). False on timeout or when the simulator closed.
-static bool next_frame(struct conn *k, int ms, struct ls_frame *f, uint8_t *out)
+static bool next_frame(struct selftest_conn *k, int ms, struct ls_frame *f, uint8_t *out)
 {
-    int64_t deadline = now_ms() + (int64_t)ms * selftest.slow;
-    for (;;) {
-        long r = ls_parse(k->buf, k->len, f);
-        if (r < 0) {
-            k->skipped += (unsigned)-r;
-            memmove(k->buf, k->buf - r, k->len - (size_t)-r);
-            k->len -= (size_t)-r;
-            continue;
-        }
-        if (r > 0) {
-            memcpy(out, k->buf, (size_t)r);
-            memmove(k->buf, k->buf + r, k->len - (size_t)r);
-            k->len -= (size_t)r;
-            ls_parse(out, (size_t)r, f);
-            return true;
-        }
-        int64_t left = deadline - now_ms();
-        if (left <= 0)
-            return false;
-        struct pollfd p = {.fd = k->fd, .events = POLLIN};
-        if (poll(&p, 1, (int)left) <= 0)
-            continue;
-        ssize_t n = recv(k->fd, k->buf + k->len, sizeof(k->buf) - k->len, 0);
-        if (n <= 0)
-            return false;
-        k->len += (size_t)n;
-    }
+    struct frame_out fo = {f, out};
+    return selftest_conn_next(k, ms, parse_frame, &fo);
 }
 
 // Waits for a translated-data frame with function `fn` (exceptions: fn | 0x80) for `reg`,
 // skipping heartbeats and other frames.
-static void expect_reply(struct conn *k, uint8_t fn, uint16_t reg, struct ls_frame *f, uint8_t *out)
+static void expect_reply(struct selftest_conn *k, uint8_t fn, uint16_t reg, struct ls_frame *f,
+                         uint8_t *out)
 {
     int64_t deadline = now_ms() + 2000 * selftest.slow;
     while (now_ms() < deadline) {
@@ -157,7 +110,7 @@ static void expect_reply(struct conn *k, uint8_t fn, uint16_t reg, struct ls_fra
 }
 
 // No translated-data frame at all for `ms`.
-static void expect_silence(struct conn *k, int ms)
+static void expect_silence(struct selftest_conn *k, int ms)
 {
     struct ls_frame f;
     uint8_t out[LS_FRAME_MAX];
@@ -175,17 +128,17 @@ static uint16_t value_at(const struct ls_frame *f, unsigned i)
     return (uint16_t)(v[0] | v[1] << 8);
 }
 
-static void read_req(struct conn *k, const uint8_t *dongle, const uint8_t *inv, uint8_t fn,
+static void read_req(struct selftest_conn *k, const uint8_t *dongle, const uint8_t *inv, uint8_t fn,
                      uint16_t reg, uint16_t count)
 {
     uint8_t out[LS_FRAME_MAX];
-    conn_send(k, out, ls_build_read(out, dongle, inv, fn, reg, count));
+    selftest_conn_send(k, out, ls_build_read(out, dongle, inv, fn, reg, count));
 }
 
-static void write_req(struct conn *k, const uint8_t *inv, uint16_t reg, uint16_t v)
+static void write_req(struct selftest_conn *k, const uint8_t *inv, uint16_t reg, uint16_t v)
 {
     uint8_t out[LS_FRAME_MAX];
-    conn_send(k, out, ls_build_write(out, DONGLE, inv, reg, v));
+    selftest_conn_send(k, out, ls_build_write(out, DONGLE, inv, reg, v));
 }
 
 // ---- scenarios ----------------------------------------------------------------------------
@@ -194,8 +147,8 @@ static void test_reads(const char *sim)
 {
     struct child c;
     int port = sim_start(&c, sim, NULL);
-    struct conn k;
-    conn_open(&k, port);
+    struct selftest_conn k;
+    selftest_conn_open(&k, port);
     struct ls_frame f;
     uint8_t out[LS_FRAME_MAX];
 
@@ -250,7 +203,7 @@ static void test_reads(const char *sim)
     uint8_t bad[LS_FRAME_MAX];
     size_t n = ls_build_read(bad, DONGLE, INVERTER, 0x04, 0, 40);
     bad[n - 1] ^= 1;
-    conn_send(&k, bad, n);
+    selftest_conn_send(&k, bad, n);
     expect_silence(&k, 300);
     CHECK(stat_of(&c, "wrong_dongle") == 1 && stat_of(&c, "wrong_inverter") == 1 &&
               stat_of(&c, "bad_crc") == 1,
@@ -268,16 +221,16 @@ static void test_reads(const char *sim)
     CHECK(f.body[0] == 2, "input 150-189: exception %u", f.body[0]);
     read_req(&k, DONGLE, INVERTER, 0x04, 120, 40); // the last served block
     expect_reply(&k, 0x04, 120, &f, out);
-    conn_send(&k, out, ls_build_translated(out, 1, DONGLE, 0, 0x05, INVERTER, 7, out, 0));
+    selftest_conn_send(&k, out, ls_build_translated(out, 1, DONGLE, 0, 0x05, INVERTER, 7, out, 0));
     expect_reply(&k, 0x85, 7, &f, out);
     CHECK(f.body[0] == 1, "function 5: exception %u", f.body[0]);
 
     // A request in two pieces; a value set by the control channel.
     cmd_ok(&c, "set input 7 1234");
     n = ls_build_read(out, DONGLE, INVERTER, 0x04, 0, 10);
-    conn_send(&k, out, 11);
+    selftest_conn_send(&k, out, 11);
     sleep_ms(50);
-    conn_send(&k, out + 11, n - 11);
+    selftest_conn_send(&k, out + 11, n - 11);
     expect_reply(&k, 0x04, 0, &f, out);
     CHECK(value_at(&f, 7) == 1234, "input 7 = %u", value_at(&f, 7));
 
@@ -298,13 +251,13 @@ static void test_reads(const char *sim)
     memcpy(p + 8, DONGLE, 10);
     p[18] = 0;
     p[19] = 0;
-    conn_send(&k, p, 20);
+    selftest_conn_send(&k, p, 20);
     int64_t deadline = now_ms() + 2000;
     bool seen = false;
     while (!seen && now_ms() < deadline)
         seen = next_frame(&k, 200, &f, out) && f.tcp_fn == 0xC3;
     CHECK(seen && f.rest_len == 6 && (f.rest[4] | f.rest[5] << 8) == 100, "param 0");
-    conn_close(&k);
+    selftest_conn_close(&k);
     child_stop(&c);
 }
 
@@ -312,8 +265,8 @@ static void test_writes(const char *sim)
 {
     struct child c;
     int port = sim_start(&c, sim, NULL);
-    struct conn k;
-    conn_open(&k, port);
+    struct selftest_conn k;
+    selftest_conn_open(&k, port);
     struct ls_frame f;
     uint8_t out[LS_FRAME_MAX];
     char line[SELFTEST_LINE_MAX];
@@ -345,7 +298,7 @@ static void test_writes(const char *sim)
 
     // The clock with one write of three registers: 2030-01-02 03:04:05.
     const uint16_t clock[3] = {30 | 1 << 8, 2 | 3 << 8, 4 | 5 << 8};
-    conn_send(&k, out, ls_build_write_multi(out, DONGLE, INVERTER, 12, clock, 3));
+    selftest_conn_send(&k, out, ls_build_write_multi(out, DONGLE, INVERTER, 12, clock, 3));
     expect_reply(&k, 0x10, 12, &f, out);
     CHECK(f.body_len == 2 && (f.body[0] | f.body[1] << 8) == 3, "write multi reply");
     child_expect(&c, "write holding 12 3 ", 2000, line);
@@ -361,7 +314,7 @@ static void test_writes(const char *sim)
     write_req(&k, INVERTER, 11, 0x80);
     expect_reply(&k, 0x06, 11, &f, out);
     CHECK(stat_of(&c, "reg11_writes") == 1, "a write of register 11 is counted");
-    conn_close(&k);
+    selftest_conn_close(&k);
     child_stop(&c);
 }
 
@@ -370,9 +323,9 @@ static void test_fanout(const char *sim)
 {
     struct child c;
     int port = sim_start(&c, sim, NULL);
-    struct conn a, b;
-    conn_open(&a, port);
-    conn_open(&b, port);
+    struct selftest_conn a, b;
+    selftest_conn_open(&a, port);
+    selftest_conn_open(&b, port);
     sleep_ms(100);
     CHECK(strcmp(child_cmd(&c, "clients"), "2") == 0, "two clients expected");
     struct ls_frame f;
@@ -386,13 +339,13 @@ static void test_fanout(const char *sim)
     cmd_ok(&c, "heartbeat");
     CHECK(next_frame(&a, 1000, &f, out) && f.tcp_fn == 0xC1, "client a: no heartbeat");
     CHECK(next_frame(&b, 1000, &f, out) && f.tcp_fn == 0xC1, "client b: no heartbeat");
-    conn_close(&a);
-    conn_close(&b);
+    selftest_conn_close(&a);
+    selftest_conn_close(&b);
     child_stop(&c);
 }
 
 // Counts input blocks and heartbeats for `ms`, echoing heartbeats when asked.
-static void listen_for(struct conn *k, int ms, bool echo, int *blocks, int *heartbeats,
+static void listen_for(struct selftest_conn *k, int ms, bool echo, int *blocks, int *heartbeats,
                        uint16_t *last_count, uint16_t *protocol)
 {
     struct ls_frame f;
@@ -406,7 +359,7 @@ static void listen_for(struct conn *k, int ms, bool echo, int *blocks, int *hear
             (*heartbeats)++;
             *protocol = f.protocol;
             if (echo)
-                conn_send(k, out, f.len);
+                selftest_conn_send(k, out, f.len);
         } else if (f.tcp_fn == 0xC2 && f.fn == 0x04) {
             (*blocks)++;
             *last_count = (uint16_t)(f.body_len / 2);
@@ -423,8 +376,8 @@ static void test_heartbeats(const char *sim)
     struct child c;
     // The defaults come first; later options win.
     int port = sim_start(&c, sim, extra);
-    struct conn k;
-    conn_open(&k, port);
+    struct selftest_conn k;
+    selftest_conn_open(&k, port);
     int blocks, hbs;
     uint16_t count = 0, proto = 0;
     listen_for(&k, 800, false, &blocks, &hbs, &count, &proto);
@@ -452,7 +405,7 @@ static void test_heartbeats(const char *sim)
     listen_for(&k, 800, false, &blocks, &hbs, &count, &proto);
     CHECK(blocks >= 1, "no broadcast with the cloud");
     CHECK(strcmp(child_cmd(&c, "broadcast force"), "sent") == 0, "broadcast force");
-    conn_close(&k);
+    selftest_conn_close(&k);
     child_stop(&c);
 }
 
@@ -460,8 +413,8 @@ static void test_faults(const char *sim)
 {
     struct child c;
     int port = sim_start(&c, sim, NULL);
-    struct conn k;
-    conn_open(&k, port);
+    struct selftest_conn k;
+    selftest_conn_open(&k, port);
     struct ls_frame f;
     uint8_t out[LS_FRAME_MAX];
 
@@ -492,17 +445,17 @@ static void test_faults(const char *sim)
     cmd_ok(&c, "fault drop");
     CHECK(!next_frame(&k, 1000, &f, out), "the connection stayed open");
     CHECK(strcmp(child_cmd(&c, "clients"), "0") == 0, "clients after drop");
-    conn_close(&k);
-    conn_open(&k, port); // and back
+    selftest_conn_close(&k);
+    selftest_conn_open(&k, port); // and back
     read_req(&k, DONGLE, INVERTER, 0x04, 0, 40);
     expect_reply(&k, 0x04, 0, &f, out);
     // Garbage from a client is counted and skipped.
     static const uint8_t junk[] = {0x01, 0x02, 0xa1, 0x1a, 0x02, 0x00, 0x01, 0x00};
-    conn_send(&k, junk, sizeof(junk));
+    selftest_conn_send(&k, junk, sizeof(junk));
     read_req(&k, DONGLE, INVERTER, 0x04, 0, 40);
     expect_reply(&k, 0x04, 0, &f, out);
     CHECK(stat_of(&c, "bad_frames") >= 2, "client garbage not counted");
-    conn_close(&k);
+    selftest_conn_close(&k);
     child_stop(&c);
 }
 

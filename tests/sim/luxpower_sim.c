@@ -6,103 +6,28 @@
 // luxpower_sim_model.c; this file moves bytes, keeps the clocks (heartbeats, broadcasts, value
 // evolution) and applies the one-shot faults to the next frame the model sends.
 #include "luxpower_sim.h"
+#include "sim_tcp.h"
 #include "sim_util.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
-#define MAX_CLIENTS 8
-#define RX_MAX      4096
-#define SPLIT_GAP   40 // ms between the pieces of a split frame
-
 enum fault { F_NONE, F_BADCRC, F_SPLIT, F_GARBAGE, F_STALL };
-
-struct client {
-    int fd; // -1 = free slot
-    uint8_t rx[RX_MAX];
-    size_t rx_len;
-};
 
 struct sim {
     struct ls_config cfg;
     struct ls_sim *model;
     char host[64];
     int port;
-    int listen_fd;
-    bool verbose;
     int64_t tick_ms, next_tick, next_hb, next_bc;
     enum fault fault; // applies to the next frame the model sends (stall: the next request)
-    unsigned long connections, dropped;
-    struct client clients[MAX_CLIENTS];
+    struct sim_tcp tcp;
 };
-
-static int listen_open(struct sim *s)
-{
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port)};
-    if (inet_pton(AF_INET, s->host, &addr.sin_addr) != 1) {
-        fprintf(stderr, "e2m-luxpower-sim: bad --host %s (IPv4 address expected)\n", s->host);
-        return -EINVAL;
-    }
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(fd, 8) < 0) {
-        int err = errno;
-        close(fd);
-        return -err;
-    }
-    socklen_t alen = sizeof(addr);
-    getsockname(fd, (struct sockaddr *)&addr, &alen);
-    s->port = ntohs(addr.sin_port);
-    s->listen_fd = fd;
-    return 0;
-}
-
-static void client_close(struct client *c)
-{
-    if (c->fd >= 0)
-        close(c->fd);
-    c->fd = -1;
-    c->rx_len = 0;
-}
-
-static int n_clients(const struct sim *s)
-{
-    int n = 0;
-    for (int i = 0; i < MAX_CLIENTS; i++)
-        n += s->clients[i].fd >= 0;
-    return n;
-}
-
-// Writes all of buf to one client (the frames are small; a client that cannot take them is
-// dropped, as a dongle with a full buffer would).
-static void send_all(struct sim *s, struct client *c, const uint8_t *buf, size_t len)
-{
-    size_t off = 0;
-    int64_t give_up = sim_mono_ms() + 1000;
-    while (c->fd >= 0 && off < len) {
-        ssize_t n = send(c->fd, buf + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n > 0) {
-            off += (size_t)n;
-        } else if (n < 0 && (errno == EAGAIN || errno == EINTR) && sim_mono_ms() < give_up) {
-            sim_sleep_ms(1);
-        } else {
-            if (s->verbose)
-                fprintf(stderr, "e2m-luxpower-sim: info: client dropped on send\n");
-            client_close(c);
-        }
-    }
-}
 
 // The model sends a frame: to every client, with the armed fault applied.
 static void emit(void *arg, const uint8_t *frame, size_t len)
@@ -123,22 +48,7 @@ static void emit(void *arg, const uint8_t *frame, size_t len)
     if (f == F_BADCRC)
         buf[at + len - 1] ^= 0x5a;
     at += len;
-    for (int i = 0; i < MAX_CLIENTS; i++) {
-        struct client *c = &s->clients[i];
-        if (c->fd < 0)
-            continue;
-        if (f == F_SPLIT) {
-            // Three pieces, SPLIT_GAP ms apart: the client must reassemble.
-            size_t third = at / 3;
-            send_all(s, c, buf, third);
-            sim_sleep_ms(SPLIT_GAP);
-            send_all(s, c, buf + third, third);
-            sim_sleep_ms(SPLIT_GAP);
-            send_all(s, c, buf + 2 * third, at - 2 * third);
-        } else {
-            send_all(s, c, buf, at);
-        }
-    }
+    sim_tcp_send(&s->tcp, buf, at, f == F_SPLIT);
 }
 
 static void on_line(void *arg, const char *line)
@@ -147,60 +57,28 @@ static void on_line(void *arg, const char *line)
     sim_out("%s", line);
 }
 
-static void client_accept(struct sim *s)
+// Handles one frame (or the garbage before one) that a client sent; returns the bytes used.
+static size_t take_frame(void *arg, const uint8_t *rx, size_t len)
 {
-    int fd = accept(s->listen_fd, NULL, NULL);
-    if (fd < 0)
-        return;
-    sim_nonblock_cloexec(fd);
-    for (int i = 0; i < MAX_CLIENTS; i++) {
-        if (s->clients[i].fd < 0) {
-            s->clients[i].fd = fd;
-            s->clients[i].rx_len = 0;
-            s->connections++;
-            if (s->verbose)
-                fprintf(stderr, "e2m-luxpower-sim: info: client %d connected\n", i);
-            return;
-        }
+    struct sim *s = arg;
+    struct ls_frame f;
+    long r = ls_parse(rx, len, &f);
+    if (r == 0)
+        return 0; // the rest of the frame has not arrived yet
+    size_t used = r < 0 ? (size_t)-r : (size_t)r;
+    if (r < 0) {
+        ls_bad_frame(s->model);
+    } else if (s->fault == F_STALL && f.tcp_fn == 0xC2) {
+        s->fault = F_NONE; // swallowed: never answered
+        if (s->tcp.verbose)
+            fprintf(stderr, "e2m-luxpower-sim: info: request stalled\n");
+    } else {
+        if (s->tcp.verbose)
+            fprintf(stderr, "e2m-luxpower-sim: debug: frame 0x%02x fn 0x%02x reg %u\n", f.tcp_fn,
+                    f.fn, f.reg);
+        ls_request(s->model, &f, sim_wall_ms());
     }
-    close(fd); // the dongle's slots are full
-}
-
-static void client_read(struct sim *s, struct client *c)
-{
-    ssize_t n = recv(c->fd, c->rx + c->rx_len, sizeof(c->rx) - c->rx_len, 0);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        return;
-    if (n <= 0) {
-        client_close(c);
-        return;
-    }
-    c->rx_len += (size_t)n;
-    for (;;) {
-        struct ls_frame f;
-        long r = ls_parse(c->rx, c->rx_len, &f);
-        if (r == 0)
-            break;
-        size_t used = r < 0 ? (size_t)-r : (size_t)r;
-        if (r < 0) {
-            ls_bad_frame(s->model);
-        } else if (s->fault == F_STALL && f.tcp_fn == 0xC2) {
-            s->fault = F_NONE; // swallowed: never answered
-            if (s->verbose)
-                fprintf(stderr, "e2m-luxpower-sim: info: request stalled\n");
-        } else {
-            if (s->verbose)
-                fprintf(stderr, "e2m-luxpower-sim: debug: frame 0x%02x fn 0x%02x reg %u\n",
-                        f.tcp_fn, f.fn, f.reg);
-            ls_request(s->model, &f, sim_wall_ms());
-        }
-        memmove(c->rx, c->rx + used, c->rx_len - used);
-        c->rx_len -= used;
-        if (c->fd < 0)
-            return;
-    }
-    if (c->rx_len == sizeof(c->rx))
-        client_close(c); // a frame can never be this long
+    return used;
 }
 
 // ---- control channel ----------------------------------------------------------------------
@@ -258,7 +136,8 @@ static bool control_line(struct sim *s, char *line)
         char *json = ls_stats_json(s->model);
         // The process's own counters join the model's.
         json[strlen(json) - 1] = '\0';
-        sim_out("ok %s,\"connections\":%lu,\"clients\":%d}", json, s->connections, n_clients(s));
+        sim_out("ok %s,\"connections\":%lu,\"clients\":%d}", json, s->tcp.connections,
+                sim_tcp_count(&s->tcp));
         free(json);
         return true;
     }
@@ -312,15 +191,11 @@ static bool control_line(struct sim *s, char *line)
         ls_tick(s->model, (int64_t)n * 1000, true);
         sim_out("ok");
     } else if (strcmp(cmd, "clients") == 0) {
-        sim_out("ok %d", n_clients(s));
+        sim_out("ok %d", sim_tcp_count(&s->tcp));
     } else if (strcmp(cmd, "fault") == 0 && a1) {
         static const char *const names[] = {"none", "badcrc", "split", "garbage", "stall"};
         if (strcmp(a1, "drop") == 0) {
-            for (int i = 0; i < MAX_CLIENTS; i++)
-                if (s->clients[i].fd >= 0) {
-                    client_close(&s->clients[i]);
-                    s->dropped++;
-                }
+            sim_tcp_drop_all(&s->tcp);
             sim_out("ok");
             return true;
         }
@@ -450,7 +325,7 @@ static int parse_args(struct sim *s, int argc, char **argv)
             s->cfg.tz_minutes = (int)m;
             break;
         }
-        case 'v': s->verbose = true; break;
+        case 'v': s->tcp.verbose = true; break;
         default: ok = false; break;
         }
         if (!ok) {
@@ -474,12 +349,10 @@ int main(int argc, char **argv)
     snprintf(s.host, sizeof(s.host), "127.0.0.1");
     s.port = 8000;
     s.tick_ms = 1000;
-    s.listen_fd = -1;
-    for (int i = 0; i < MAX_CLIENTS; i++)
-        s.clients[i].fd = -1;
+    sim_tcp_init(&s.tcp, "e2m-luxpower-sim");
     if (parse_args(&s, argc, argv) < 0)
         return 2;
-    int rc = listen_open(&s);
+    int rc = sim_tcp_open(&s.tcp, s.host, &s.port);
     if (rc < 0) {
         fprintf(stderr, "e2m-luxpower-sim: cannot listen on %s:%d: %s\n", s.host, s.port,
                 strerror(-rc));
@@ -504,13 +377,11 @@ int main(int argc, char **argv)
     char ctl[1024];
     size_t ctl_len = 0;
     while (running) {
-        struct pollfd pfd[3 + MAX_CLIENTS];
+        struct pollfd pfd[2 + SIM_TCP_POLLFDS];
         int n = 0;
         pfd[n++] = (struct pollfd){sig_fd, POLLIN, 0};
-        pfd[n++] = (struct pollfd){s.listen_fd, POLLIN, 0};
         pfd[n++] = (struct pollfd){stdin_open ? 0 : -1, POLLIN, 0};
-        for (int i = 0; i < MAX_CLIENTS; i++)
-            pfd[n++] = (struct pollfd){s.clients[i].fd, POLLIN, 0};
+        n += sim_tcp_pollfds(&s.tcp, pfd + n);
         now = sim_mono_ms();
         int64_t next = s.next_tick < s.next_hb ? s.next_tick : s.next_hb;
         next = next < s.next_bc ? next : s.next_bc;
@@ -519,9 +390,8 @@ int main(int argc, char **argv)
             break;
         if (pfd[0].revents)
             break; // SIGTERM or SIGINT
-        if (pfd[1].revents & POLLIN)
-            client_accept(&s);
-        if (pfd[2].revents) {
+        sim_tcp_accept(&s.tcp, pfd + 2);
+        if (pfd[1].revents) {
             ssize_t r = read(0, ctl + ctl_len, sizeof(ctl) - 1 - ctl_len);
             if (r <= 0) {
                 stdin_open = false;
@@ -539,9 +409,7 @@ int main(int argc, char **argv)
                     ctl_len = 0; // an endless line: forget it
             }
         }
-        for (int i = 0; i < MAX_CLIENTS; i++)
-            if (s.clients[i].fd >= 0 && (pfd[3 + i].revents & (POLLIN | POLLHUP | POLLERR)))
-                client_read(&s, &s.clients[i]);
+        sim_tcp_read(&s.tcp, pfd + 2, take_frame, &s);
         now = sim_mono_ms();
         if (now >= s.next_tick) {
             ls_tick(s.model, s.tick_ms, false);
@@ -558,9 +426,7 @@ int main(int argc, char **argv)
             s.next_bc = now + s.cfg.bc_ms;
         }
     }
-    for (int i = 0; i < MAX_CLIENTS; i++)
-        client_close(&s.clients[i]);
-    close(s.listen_fd);
+    sim_tcp_close(&s.tcp);
     sim_signals_close();
     ls_free(s.model);
     return 0;

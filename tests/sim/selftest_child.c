@@ -377,6 +377,81 @@ void child_stop(struct child *c)
     child_release(c);
 }
 
+int child_start_port(struct child *c, const char *sim, const char *const *base, size_t n_base,
+                     const char *const *extra)
+{
+    const char *args[64];
+    size_t n = 0;
+    CHECK(n_base < sizeof(args) / sizeof(args[0]), "too many simulator options");
+    for (size_t i = 0; i < n_base; i++) {
+        args[n++] = base[i];
+    }
+    for (int i = 0; extra && extra[i]; i++) {
+        CHECK(n < sizeof(args) / sizeof(args[0]) - 1, "too many simulator options");
+        args[n++] = extra[i];
+    }
+    args[n] = NULL;
+    child_start(c, sim, args);
+    char line[SELFTEST_LINE_MAX];
+    child_expect(c, "ready port=", 5000, line);
+    int port = atoi(line + 11);
+    CHECK(port > 0, "no port in '%s'", line);
+    return port;
+}
+
+void selftest_conn_open(struct selftest_conn *k, int port)
+{
+    memset(k, 0, sizeof(*k));
+    k->fd = selftest_tcp_connect(port);
+    CHECK(k->fd >= 0, "connect to %d: %s", port, strerror(errno));
+}
+
+void selftest_conn_close(struct selftest_conn *k)
+{
+    if (k->fd >= 0) {
+        close(k->fd);
+    }
+    k->fd = -1;
+}
+
+void selftest_conn_send(struct selftest_conn *k, const uint8_t *p, size_t n)
+{
+    CHECK(send(k->fd, p, n, MSG_NOSIGNAL) == (ssize_t)n, "send: %s", strerror(errno));
+}
+
+bool selftest_conn_next(struct selftest_conn *k, int ms,
+                        long (*parse)(void *arg, const uint8_t *buf, size_t len), void *arg)
+{
+    int64_t deadline = now_ms() + (int64_t)ms * selftest.slow;
+    for (;;) {
+        long r = parse(arg, k->buf, k->len);
+        if (r < 0) {
+            k->skipped += (unsigned)-r;
+            memmove(k->buf, k->buf - r, k->len - (size_t)-r);
+            k->len -= (size_t)-r;
+            continue;
+        }
+        if (r > 0) {
+            memmove(k->buf, k->buf + r, k->len - (size_t)r);
+            k->len -= (size_t)r;
+            return true;
+        }
+        int64_t left = deadline - now_ms();
+        if (left <= 0) {
+            return false;
+        }
+        struct pollfd p = {.fd = k->fd, .events = POLLIN};
+        if (poll(&p, 1, (int)left) <= 0) {
+            continue;
+        }
+        ssize_t got = recv(k->fd, k->buf + k->len, sizeof(k->buf) - k->len, 0);
+        if (got <= 0) {
+            return false;
+        }
+        k->len += (size_t)got;
+    }
+}
+
 int selftest_run(const char *sim, char *const *names, int n, const struct selftest_scenario *list,
                  size_t count)
 {

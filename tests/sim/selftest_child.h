@@ -125,6 +125,31 @@ void child_release(struct child *c);
 // child_terminate, then child_release.
 void child_stop(struct child *c);
 
+// Starts `sim` with the `n_base` arguments in `base` followed by the NULL-terminated `extra`
+// (or NULL), waits for its "ready port=N" line and returns N.
+int child_start_port(struct child *c, const char *sim, const char *const *base, size_t n_base,
+                     const char *const *extra);
+
+// A TCP client of a simulator that receives binary frames.
+struct selftest_conn {
+    int fd;
+    uint8_t buf[16384]; // received, not yet taken as a frame
+    size_t len;
+    unsigned skipped; // bytes that were not frames
+};
+
+// Connects to 127.0.0.1:port; fails the scenario when it cannot.
+void selftest_conn_open(struct selftest_conn *k, int port);
+void selftest_conn_close(struct selftest_conn *k);
+// Sends all n bytes at once; fails the scenario when it cannot.
+void selftest_conn_send(struct selftest_conn *k, const uint8_t *p, size_t n);
+// Waits up to `ms` (scaled) for the next frame. parse(arg, buf, len) looks at the start of what
+// has arrived and returns the length of a whole frame there (which it may copy or decode; it is
+// taken off the buffer afterwards), minus the number of garbage bytes to skip, or 0 to wait for
+// more. False on timeout or when the simulator closed the connection.
+bool selftest_conn_next(struct selftest_conn *k, int ms,
+                        long (*parse)(void *arg, const uint8_t *buf, size_t len), void *arg);
+
 // One scenario of a self-test; `fn` gets the simulator's path and fails through CHECK.
 struct selftest_scenario {
     const char *name;

@@ -6,6 +6,7 @@
 // slots. The device itself lives in smartmeter_sim_proto.c, the broker connection in
 // smartmeter_sim_mqtt.c.
 #include "smartmeter_sim.h"
+#include "sim_tcp.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -276,25 +277,10 @@ static void client_read(struct sm_sim *s, struct sm_client *c)
 
 static int listen_open(struct sm_sim *s)
 {
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port)};
-    if (inet_pton(AF_INET, s->host, &addr.sin_addr) != 1) {
-        fprintf(stderr, "e2m-smartmeter-sim: bad --host %s (IPv4 address expected)\n", s->host);
-        return -EINVAL;
-    }
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int one = 1;
+    int fd = sim_tcp_listen("e2m-smartmeter-sim", s->host, &s->port);
     if (fd < 0) {
-        return -errno;
+        return fd;
     }
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(fd, 8) < 0) {
-        int err = errno;
-        close(fd);
-        return -err;
-    }
-    socklen_t alen = sizeof(addr);
-    getsockname(fd, (struct sockaddr *)&addr, &alen);
-    s->port = ntohs(addr.sin_port);
     s->listen_fd = fd;
     return 0;
 }

@@ -1,8 +1,7 @@
 // SPDX-License-Identifier: MIT
-// The givenergy driver against a fake transport: this file provides the drv_* services the
-// driver calls (the core's device runtime is not linked), records every byte it sends (and
-// when) and every register block and job result it reports, and feeds it frames as the dongle
-// would, on a clock the test moves. Checks the model check on connecting, response matching
+// The givenergy driver against the fake core of fake_drv.c (every byte it sends and when, every
+// register block and job result it reports, a clock the test moves), fed frames as the dongle
+// would. Checks the model check on connecting, response matching
 // (ours, covering blocks, other clients', error responses), battery tables, CRC failures and
 // all-zero dropouts, writes with read-back verification, the write allow-list and ranges, the
 // gap between frames, heartbeats, silence, reconnect backoff and the configuration checks.
@@ -17,6 +16,7 @@
 #include "core/params.h"
 #include "drivers/driver.h"
 #include "drivers/givenergy/givenergy_codec.h"
+#include "unit/fake_drv.h"
 
 extern const struct driver_ops givenergy_driver;
 static const struct driver_ops *const drv = &givenergy_driver;
@@ -27,220 +27,11 @@ static const uint8_t ADAPTER[10] = "WF2125G316";
 static const uint8_t INV[10] = "SA2114G047";
 enum { T_INPUT, T_HOLDING, T_BAT1, T_BAT2 };
 
-// ---- the fake core ----------------------------------------------------------------------------
-
-struct drv_ctx {
-    int unused;
-};
-
-struct done {
-    enum drv_status status;
-    int code;
-    char detail[128];
-};
-
-struct regs_call {
-    uint8_t table;
-    uint32_t start;
-    uint16_t count;
-    uint16_t first; // values[0]
-};
-
-static struct {
-    struct drv_ctx ctx;
-    int64_t now;
-    int64_t timer_due; // -1: not armed
-    int opens, closes;
-    bool tcp_open;
-    uint8_t sent[8192];
-    size_t sent_len;
-    int64_t sent_at[64]; // when each frame went out
-    int n_sent;
-    struct done done[64];
-    int n_done;
-    struct regs_call regs[64];
-    int n_regs;
-    uint8_t rx[4096]; // bytes "received" and not yet consumed
-    size_t rx_len;
-} fc;
-
-int64_t drv_now_ms(const struct drv_ctx *c)
-{
-    (void)c;
-    return fc.now;
-}
-
-const char *drv_device_id(const struct drv_ctx *c)
-{
-    (void)c;
-    return "ge";
-}
-
-int drv_tcp_open(struct drv_ctx *c, const char *host, int port)
-{
-    (void)c;
-    ck_assert_str_eq(host, "192.0.2.7");
-    ck_assert_int_eq(port, 8899);
-    fc.opens++;
-    return 0;
-}
-
-int drv_tcp_send(struct drv_ctx *c, const void *buf, size_t len)
-{
-    (void)c;
-    if (!fc.tcp_open)
-        return -ENOTCONN;
-    ck_assert_uint_le(fc.sent_len + len, sizeof(fc.sent));
-    memcpy(fc.sent + fc.sent_len, buf, len);
-    fc.sent_len += len;
-    if (fc.n_sent < (int)N(fc.sent_at))
-        fc.sent_at[fc.n_sent++] = fc.now;
-    return 0;
-}
-
-void drv_tcp_close(struct drv_ctx *c)
-{
-    (void)c;
-    fc.closes++;
-    fc.tcp_open = false;
-    fc.rx_len = 0;
-}
-
-bool drv_tcp_is_open(const struct drv_ctx *c)
-{
-    (void)c;
-    return fc.tcp_open;
-}
-
-void drv_timer_set(struct drv_ctx *c, int64_t delay_ms)
-{
-    (void)c;
-    ck_assert_int_ge(delay_ms, 0);
-    fc.timer_due = fc.now + delay_ms;
-}
-
-void drv_timer_cancel(struct drv_ctx *c)
-{
-    (void)c;
-    fc.timer_due = -1;
-}
-
-void drv_registers(struct drv_ctx *c, uint8_t table, uint32_t start, uint16_t count,
-                   const uint16_t *regs)
-{
-    (void)c;
-    ck_assert_int_lt(fc.n_regs, (int)N(fc.regs));
-    struct regs_call *r = &fc.regs[fc.n_regs++];
-    *r = (struct regs_call){table, start, count, regs[0]};
-}
-
-void drv_job_done(struct drv_ctx *c, enum drv_status status, int code, const char *fmt, ...)
-{
-    (void)c;
-    ck_assert_int_lt(fc.n_done, (int)N(fc.done));
-    struct done *d = &fc.done[fc.n_done++];
-    d->status = status;
-    d->code = code;
-    d->detail[0] = '\0';
-    if (fmt) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(d->detail, sizeof(d->detail), fmt, ap);
-        va_end(ap);
-    }
-}
-
 // ---- fixture ----------------------------------------------------------------------------------
 
-static struct arena *arena;
-static struct params settings, options, core;
-static void *state;
-
-static void set_option(const char *name, const char *value)
-{
-    const struct param_def *def = params_find(options.defs, options.n, name);
-    ck_assert_ptr_nonnull(def);
-    struct param_value *v = &options.v[def - options.defs];
-    v->set = true;
-    switch (def->type) {
-    case PARAM_STR: v->s = arena_strdup(arena, value); break;
-    case PARAM_BOOL: v->i = strcmp(value, "true") == 0; break;
-    case PARAM_INT: v->i = atoll(value); break;
-    case PARAM_DURATION: v->ms = atoll(value); break;
-    case PARAM_CHOICE:
-        for (v->i = 0; def->choices[v->i] && strcmp(def->choices[v->i], value) != 0; v->i++)
-            ;
-        ck_assert_ptr_nonnull(def->choices[v->i]);
-        break;
-    default: ck_abort_msg("option type");
-    }
-}
-
-// Makes the driver's parameter sets; set_option() may change options before open().
 static void setup(void)
 {
-    memset(&fc, 0, sizeof(fc));
-    fc.timer_due = -1;
-    arena = arena_new();
-    params_init(&settings, arena, drv->settings, drv->n_settings);
-    settings.v[0].set = true;
-    settings.v[0].s = "192.0.2.7";
-    params_init(&options, arena, drv->options, drv->n_options);
-    params_init(&core, arena, NULL, 0);
-}
-
-static const struct drv_device *device(void)
-{
-    static struct drv_device dev;
-    dev = (struct drv_device){"ge", &settings, &core, &options};
-    return &dev;
-}
-
-// Opens and starts the driver and accepts its connection.
-static void start(void)
-{
-    ck_assert_int_eq(drv->open(device(), &state), 0);
-    ck_assert_int_eq(drv->start(state, &fc.ctx), 0);
-    ck_assert_int_eq(fc.opens, 1); // it connects at once and stays connected
-    fc.tcp_open = true;
-    drv->tcp_connected(state);
-}
-
-static void teardown(void)
-{
-    if (state)
-        drv->close(state);
-    state = NULL;
-    arena_free(arena);
-}
-
-// Bytes from the dongle, handed over the way the core's TCP layer does: frame by frame until
-// the driver wants more.
-static void receive(const uint8_t *buf, size_t len)
-{
-    ck_assert_uint_le(fc.rx_len + len, sizeof(fc.rx));
-    memcpy(fc.rx + fc.rx_len, buf, len);
-    fc.rx_len += len;
-    while (fc.rx_len) {
-        size_t used = drv->tcp_data(state, fc.rx, fc.rx_len);
-        if (used == 0)
-            break;
-        ck_assert_uint_le(used, fc.rx_len);
-        memmove(fc.rx, fc.rx + used, fc.rx_len - used);
-        fc.rx_len -= used;
-    }
-}
-
-// Moves the clock, firing the driver's timer when it is due.
-static void advance(int64_t ms)
-{
-    int64_t end = fc.now + ms;
-    while (fc.timer_due >= 0 && fc.timer_due <= end) {
-        fc.now = fc.timer_due > fc.now ? fc.timer_due : fc.now;
-        fc.timer_due = -1;
-        drv->timer(state);
-    }
-    fc.now = end;
+    fake_drv_setup(drv, "ge", "192.0.2.7", 8899, 0);
 }
 
 // ---- the dongle's side ------------------------------------------------------------------------
@@ -249,7 +40,7 @@ static void heartbeat(uint8_t type)
 {
     uint8_t b[32];
     int n = ge_encode_heartbeat(b, sizeof(b), ADAPTER, type);
-    receive(b, (size_t)n);
+    fake_drv_receive(b, (size_t)n);
 }
 
 // A read response whose register r holds base + r.
@@ -261,7 +52,7 @@ static void reply_read(uint8_t addr, uint8_t fn, uint16_t reg, uint16_t count, u
     uint8_t b[GE_FRAME_MAX];
     int n = ge_encode_read_response(b, sizeof(b), ADAPTER, addr, fn, INV, reg, v, count);
     ck_assert_int_gt(n, 0);
-    receive(b, (size_t)n);
+    fake_drv_receive(b, (size_t)n);
 }
 
 static void reply_values(uint8_t addr, uint8_t fn, uint16_t reg, const uint16_t *v, uint16_t n)
@@ -269,7 +60,7 @@ static void reply_values(uint8_t addr, uint8_t fn, uint16_t reg, const uint16_t 
     uint8_t b[GE_FRAME_MAX];
     int len = ge_encode_read_response(b, sizeof(b), ADAPTER, addr, fn, INV, reg, v, n);
     ck_assert_int_gt(len, 0);
-    receive(b, (size_t)len);
+    fake_drv_receive(b, (size_t)len);
 }
 
 // Holding 0-59 of an inverter with device type `dtc` and ARM firmware `arm`.
@@ -290,14 +81,14 @@ static void reply_echo(uint16_t reg, uint16_t value)
 {
     uint8_t b[64];
     int n = ge_encode_write_response(b, sizeof(b), ADAPTER, 0x11, INV, reg, value);
-    receive(b, (size_t)n);
+    fake_drv_receive(b, (size_t)n);
 }
 
 static void reply_error(uint8_t addr, uint8_t fn, uint16_t reg, uint16_t word2)
 {
     uint8_t b[64];
     int n = ge_encode_error(b, sizeof(b), ADAPTER, addr, fn, INV, reg, word2);
-    receive(b, (size_t)n);
+    fake_drv_receive(b, (size_t)n);
 }
 
 // The frames the driver sent since the last call, parsed as requests.
@@ -348,10 +139,10 @@ static struct drv_job write_job(uint32_t address, uint16_t value)
 
 static void job(struct drv_job j)
 {
-    drv->job(state, &j);
+    drv->job(fc.state, &j);
 }
 
-static const struct done *last_done(void)
+static const struct fake_done *last_done(void)
 {
     ck_assert_int_gt(fc.n_done, 0);
     return &fc.done[fc.n_done - 1];
@@ -360,8 +151,8 @@ static const struct done *last_done(void)
 // Starts without the model check (most tests are about something else).
 static void start_plain(void)
 {
-    set_option("verify_model", "false");
-    start();
+    fake_drv_set_option("verify_model", "false");
+    fake_drv_start();
 }
 
 static void expect_read(struct ge_frame f, uint8_t addr, uint8_t fn, uint16_t reg, uint16_t count)
@@ -377,8 +168,8 @@ static void expect_read(struct ge_frame f, uint8_t addr, uint8_t fn, uint16_t re
 START_TEST(test_identity_then_job)
 {
     setup();
-    set_option("family", "hybrid");
-    start();
+    fake_drv_set_option("family", "hybrid");
+    fake_drv_start();
     job(read_job(T_INPUT, 0, 60));
     expect_read(one_sent(), 0x11, GE_FN_READ_HOLDING, 0, 60);
     reply_identity(0x2001, 449);
@@ -387,18 +178,18 @@ START_TEST(test_identity_then_job)
     ck_assert_int_eq(fc.regs[0].table, T_HOLDING);
     // The job's own read waits for the gap after the identity read.
     nothing_sent();
-    advance(249);
+    fake_drv_advance(249);
     nothing_sent();
-    advance(1);
+    fake_drv_advance(1);
     expect_read(one_sent(), 0x11, GE_FN_READ_INPUT, 0, 60);
     ck_assert_int_ge(fc.sent_at[1] - fc.sent_at[0], 250);
     reply_read(0x11, GE_FN_READ_INPUT, 0, 60, 1000);
     ck_assert_int_eq(last_done()->status, DRV_OK);
     // Identified once per connection.
-    advance(300);
+    fake_drv_advance(300);
     job(read_job(T_INPUT, 180, 60));
     expect_read(one_sent(), 0x11, GE_FN_READ_INPUT, 180, 60);
-    teardown();
+    fake_drv_teardown();
 }
 END_TEST
 
@@ -424,27 +215,27 @@ START_TEST(test_family_check)
 {
     const struct family_case *c = &family_cases[_i];
     setup();
-    set_option("family", c->family);
-    start();
+    fake_drv_set_option("family", c->family);
+    fake_drv_start();
     job(read_job(T_INPUT, 0, 60));
     one_sent();
     reply_identity(c->dtc, c->arm);
     if (c->ok) {
         ck_assert_int_eq(fc.n_done, 0);
-        teardown();
+        fake_drv_teardown();
         return;
     }
     ck_assert_int_eq(last_done()->status, DRV_ERR_EXCEPTION);
     ck_assert_msg(strstr(last_done()->detail, c->names) != NULL, "%s", last_done()->detail);
     ck_assert_int_eq(fc.n_regs, 0); // a wrong model's entities get nothing
     // Every later job is refused without a frame, and data from other clients is not used.
-    advance(1000);
+    fake_drv_advance(1000);
     job(read_job(T_INPUT, 0, 60));
     nothing_sent();
     ck_assert_int_eq(last_done()->status, DRV_ERR_EXCEPTION);
     reply_read(0x11, GE_FN_READ_INPUT, 0, 60, 7);
     ck_assert_int_eq(fc.n_regs, 0);
-    teardown();
+    fake_drv_teardown();
 }
 END_TEST
 
@@ -452,26 +243,26 @@ START_TEST(test_identity_refused_or_off)
 {
     // An error response to the identity read: not checked, the job goes on.
     setup();
-    set_option("family", "hybrid");
-    start();
+    fake_drv_set_option("family", "hybrid");
+    fake_drv_start();
     job(read_job(T_INPUT, 0, 60));
     one_sent();
     reply_error(0x11, GE_FN_READ_HOLDING, 0, 60);
-    advance(250);
+    fake_drv_advance(250);
     expect_read(one_sent(), 0x11, GE_FN_READ_INPUT, 0, 60);
-    teardown();
+    fake_drv_teardown();
     // verify_model: false, or no family: no identity read.
     setup();
-    set_option("family", "ac");
+    fake_drv_set_option("family", "ac");
     start_plain();
     job(read_job(T_INPUT, 0, 60));
     expect_read(one_sent(), 0x11, GE_FN_READ_INPUT, 0, 60);
-    teardown();
+    fake_drv_teardown();
     setup();
-    start();
+    fake_drv_start();
     job(read_job(T_HOLDING, 60, 60));
     expect_read(one_sent(), 0x11, GE_FN_READ_HOLDING, 60, 60);
-    teardown();
+    fake_drv_teardown();
 }
 END_TEST
 
@@ -480,7 +271,7 @@ END_TEST
 START_TEST(test_matching)
 {
     setup();
-    set_option("address", "49");
+    fake_drv_set_option("address", "49");
     start_plain();
     job(read_job(T_INPUT, 180, 60));
     expect_read(one_sent(), 0x31, GE_FN_READ_INPUT, 180, 60);
@@ -503,7 +294,7 @@ START_TEST(test_matching)
     ck_assert_int_eq(last_done()->status, DRV_OK);
     ck_assert_int_eq(fc.regs[2].start, 180);
     // A smaller block does not.
-    advance(300);
+    fake_drv_advance(300);
     job(read_job(T_INPUT, 0, 60));
     one_sent();
     reply_read(0x31, GE_FN_READ_INPUT, 0, 30, 1);
@@ -511,7 +302,7 @@ START_TEST(test_matching)
     // The error response for the same read refuses it.
     reply_error(0x31, GE_FN_READ_INPUT, 0, 60);
     ck_assert_int_eq(last_done()->status, DRV_ERR_EXCEPTION);
-    teardown();
+    fake_drv_teardown();
 }
 END_TEST
 
@@ -527,7 +318,7 @@ START_TEST(test_battery_tables)
     reply_read(0x33, GE_FN_READ_INPUT, 60, 60, 3000);
     ck_assert_int_eq(fc.regs[1].table, T_BAT2);
     ck_assert_int_eq(last_done()->status, DRV_OK);
-    teardown();
+    fake_drv_teardown();
 }
 END_TEST
 
@@ -543,7 +334,7 @@ START_TEST(test_bad_crc_split_and_garbage)
     uint8_t b[GE_FRAME_MAX + 16];
     int n = ge_encode_read_response(b, sizeof(b), ADAPTER, 0x11, GE_FN_READ_INPUT, INV, 0, v, 60);
     b[n - 1] ^= 0xff;
-    receive(b, (size_t)n);
+    fake_drv_receive(b, (size_t)n);
     ck_assert_int_eq(fc.n_regs, 0);
     ck_assert_int_eq(fc.n_done, 0);
     // Garbage, then the frame in three pieces.
@@ -552,14 +343,14 @@ START_TEST(test_bad_crc_split_and_garbage)
     n = ge_encode_read_response(b + sizeof(junk), sizeof(b) - sizeof(junk), ADAPTER, 0x11,
                                 GE_FN_READ_INPUT, INV, 0, v, 60);
     size_t total = sizeof(junk) + (size_t)n;
-    receive(b, 20);
-    receive(b + 20, 50);
+    fake_drv_receive(b, 20);
+    fake_drv_receive(b + 20, 50);
     ck_assert_int_eq(fc.n_done, 0);
-    receive(b + 70, total - 70);
+    fake_drv_receive(b + 70, total - 70);
     ck_assert_int_eq(last_done()->status, DRV_OK);
     ck_assert_int_eq(fc.n_regs, 1);
     ck_assert_uint_eq(fc.regs[0].first, 1);
-    teardown();
+    fake_drv_teardown();
 }
 END_TEST
 
@@ -575,25 +366,25 @@ START_TEST(test_all_zero_dropout)
     ck_assert_int_eq(last_done()->status, DRV_OK);
     ck_assert_int_eq(fc.n_regs, 1);
     // After real values, zeros are a dropout: dropped, and the read fails.
-    advance(300);
+    fake_drv_advance(300);
     job(read_job(T_INPUT, 0, 60));
     one_sent();
     reply_read(0x11, GE_FN_READ_INPUT, 0, 60, 100);
     ck_assert_int_eq(fc.n_regs, 2);
-    advance(300);
+    fake_drv_advance(300);
     job(read_job(T_INPUT, 0, 60));
     one_sent();
     reply_values(0x11, GE_FN_READ_INPUT, 0, zeros, 60);
     ck_assert_int_eq(fc.n_regs, 2);
     ck_assert_int_eq(last_done()->status, DRV_ERR_PROTOCOL);
     // A single zero register is a value.
-    advance(300);
+    fake_drv_advance(300);
     job(read_job(T_INPUT, 59, 1));
     one_sent();
     reply_values(0x11, GE_FN_READ_INPUT, 59, zeros, 1);
     ck_assert_int_eq(last_done()->status, DRV_OK);
     ck_assert_int_eq(fc.n_regs, 3);
-    teardown();
+    fake_drv_teardown();
 }
 END_TEST
 
@@ -603,11 +394,11 @@ START_TEST(test_late_response_after_abort)
     start_plain();
     job(read_job(T_INPUT, 0, 60));
     one_sent();
-    drv->abort(state);
+    drv->abort(fc.state);
     reply_read(0x11, GE_FN_READ_INPUT, 0, 60, 1);
     ck_assert_int_eq(fc.n_done, 0);
     ck_assert_int_eq(fc.n_regs, 1); // still data
-    teardown();
+    fake_drv_teardown();
 }
 END_TEST
 
@@ -625,7 +416,7 @@ START_TEST(test_write_verified_by_read_back)
     ck_assert_uint_eq(f.values[0], 1730);
     reply_echo(94, 1730);
     ck_assert_int_eq(fc.n_done, 0); // an echo proves nothing
-    advance(250);
+    fake_drv_advance(250);
     expect_read(one_sent(), 0x11, GE_FN_READ_HOLDING, 94, 1);
     uint16_t v = 1730;
     reply_values(0x11, GE_FN_READ_HOLDING, 94, &v, 1);
@@ -633,11 +424,11 @@ START_TEST(test_write_verified_by_read_back)
     ck_assert_int_eq(fc.n_regs, 1);
     ck_assert_uint_eq(fc.regs[0].first, 1730);
     // The inverter keeps another value: refused.
-    advance(300);
+    fake_drv_advance(300);
     job(write_job(116, 80));
     one_sent();
     reply_echo(116, 80);
-    advance(250);
+    fake_drv_advance(250);
     one_sent();
     v = 100;
     reply_values(0x11, GE_FN_READ_HOLDING, 116, &v, 1);
@@ -645,13 +436,13 @@ START_TEST(test_write_verified_by_read_back)
     ck_assert_int_eq(last_done()->code, 3);
     ck_assert_ptr_nonnull(strstr(last_done()->detail, "kept 100"));
     // An error response refuses the write at once.
-    advance(300);
+    fake_drv_advance(300);
     job(write_job(313, 50));
     one_sent();
     reply_error(0x11, GE_FN_WRITE_SINGLE, 313, 50);
     ck_assert_int_eq(last_done()->status, DRV_ERR_EXCEPTION);
     nothing_sent();
-    teardown();
+    fake_drv_teardown();
 }
 END_TEST
 
@@ -681,14 +472,14 @@ START_TEST(test_write_refused_before_sending)
     const struct refused_write *c = &refused_writes[_i];
     setup();
     if (c->family)
-        set_option("family", c->family);
+        fake_drv_set_option("family", c->family);
     start_plain();
     job(write_job(c->reg, c->value));
     nothing_sent();
     ck_assert_int_eq(last_done()->status, DRV_ERR_EXCEPTION);
     ck_assert_msg(strstr(last_done()->detail, c->why) != NULL, "%u=%u: %s", c->reg, c->value,
                   last_done()->detail);
-    teardown();
+    fake_drv_teardown();
 }
 END_TEST
 
@@ -714,7 +505,7 @@ START_TEST(test_write_shapes_refused)
     // Allowed values at the edges go out.
     job(write_job(110, 4));
     ck_assert_uint_eq(one_sent().values[0], 4);
-    teardown();
+    fake_drv_teardown();
 }
 END_TEST
 
@@ -735,65 +526,65 @@ START_TEST(test_heartbeat_answered)
     ck_assert_uint_eq(one_sent().fid, GE_FID_HEARTBEAT);
     reply_read(0x11, GE_FN_READ_INPUT, 0, 60, 1);
     ck_assert_int_eq(last_done()->status, DRV_OK);
-    teardown();
+    fake_drv_teardown();
 }
 END_TEST
 
 START_TEST(test_silence_reconnects)
 {
     setup();
-    set_option("silence_timeout", "60000");
-    set_option("reconnect_delay", "1000");
+    fake_drv_set_option("silence_timeout", "60000");
+    fake_drv_set_option("reconnect_delay", "1000");
     start_plain();
     job(read_job(T_INPUT, 0, 60));
     one_sent();
-    advance(30000);
+    fake_drv_advance(30000);
     heartbeat(1); // bytes: alive
     one_sent();
-    advance(59000);
+    fake_drv_advance(59000);
     ck_assert_int_eq(fc.closes, 0);
-    advance(2000);
+    fake_drv_advance(2000);
     ck_assert_int_eq(fc.closes, 1);
     ck_assert_int_eq(last_done()->status, DRV_ERR_IO);
-    advance(1000);
+    fake_drv_advance(1000);
     ck_assert_int_eq(fc.opens, 2);
-    teardown();
+    fake_drv_teardown();
 }
 END_TEST
 
 START_TEST(test_closed_and_backoff)
 {
     setup();
-    set_option("reconnect_delay", "10000");
+    fake_drv_set_option("reconnect_delay", "10000");
     start_plain();
     job(read_job(T_INPUT, 0, 60));
     one_sent();
     fc.tcp_open = false;
-    drv->tcp_closed(state, "reset by peer");
+    drv->tcp_closed(fc.state, "reset by peer");
     ck_assert_int_eq(last_done()->status, DRV_ERR_IO);
-    advance(9999);
+    fake_drv_advance(9999);
     ck_assert_int_eq(fc.opens, 1);
-    advance(1);
+    fake_drv_advance(1);
     ck_assert_int_eq(fc.opens, 2);
     // Failed attempts double the wait up to a minute.
     static const int64_t waits[] = {20000, 40000, 60000, 60000};
     for (size_t i = 0; i < N(waits); i++) {
-        drv->tcp_closed(state, "refused");
-        advance(waits[i] - 1);
+        drv->tcp_closed(fc.state, "refused");
+        fake_drv_advance(waits[i] - 1);
         ck_assert_int_eq(fc.opens, (int)(2 + i));
-        advance(1);
+        fake_drv_advance(1);
         ck_assert_int_eq(fc.opens, (int)(3 + i));
     }
     // Connected again: the wait starts over, and a job goes out.
     fc.tcp_open = true;
-    drv->tcp_connected(state);
+    drv->tcp_connected(fc.state);
     job(read_job(T_INPUT, 0, 60));
     one_sent();
     fc.tcp_open = false;
-    drv->tcp_closed(state, "reset");
-    advance(10000);
+    drv->tcp_closed(fc.state, "reset");
+    fake_drv_advance(10000);
     ck_assert_int_eq(fc.opens, 7);
-    teardown();
+    fake_drv_teardown();
 }
 END_TEST
 
@@ -803,25 +594,25 @@ START_TEST(test_check_options)
 {
     setup();
     char err[200] = "";
-    ck_assert_int_eq(drv->check(device(), err, sizeof(err)), 0);
-    set_option("family", "hybrid_gen3");
-    ck_assert_int_eq(drv->check(device(), err, sizeof(err)), 0);
-    set_option("family", "gen9");
-    ck_assert_int_eq(drv->check(device(), err, sizeof(err)), -EINVAL);
+    ck_assert_int_eq(drv->check(fake_drv_device(), err, sizeof(err)), 0);
+    fake_drv_set_option("family", "hybrid_gen3");
+    ck_assert_int_eq(drv->check(fake_drv_device(), err, sizeof(err)), 0);
+    fake_drv_set_option("family", "gen9");
+    ck_assert_int_eq(drv->check(fake_drv_device(), err, sizeof(err)), -EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "family"));
-    teardown();
+    fake_drv_teardown();
 
     setup();
     struct params other;
-    params_init(&other, arena, drv->settings, drv->n_settings);
+    params_init(&other, fc.arena, drv->settings, drv->n_settings);
     other.v[0].set = true;
     other.v[0].s = "192.0.2.7";
-    struct drv_device b = {"ge2", &other, &core, &options};
-    ck_assert_int_eq(drv->conflict(device(), &b, err, sizeof(err)), -EINVAL);
+    struct drv_device b = {"ge2", &other, &fc.core, &fc.options};
+    ck_assert_int_eq(drv->conflict(fake_drv_device(), &b, err, sizeof(err)), -EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "configured twice"));
     other.v[0].s = "192.0.2.8";
-    ck_assert_int_eq(drv->conflict(device(), &b, err, sizeof(err)), 0);
-    teardown();
+    ck_assert_int_eq(drv->conflict(fake_drv_device(), &b, err, sizeof(err)), 0);
+    fake_drv_teardown();
 }
 END_TEST
 

@@ -1,11 +1,10 @@
 // SPDX-License-Identifier: MIT
-// The luxpower driver against a fake transport: this file provides the drv_* services the
-// driver calls (the core's device runtime is not linked), records every byte it sends and
-// every register block and job result it reports, and feeds it frames as the dongle would, on
-// a clock the test moves. Checks serial learning, reply matching (ours, larger blocks, other
-// clients', exceptions), unsolicited broadcasts, split frames and garbage, writes with their
-// echo, bit writes as read-modify-write of a fresh read, register 11 never written, heartbeat
-// echo modes, the clock check, silence and reconnects, and the configuration checks.
+// The luxpower driver against the fake core of fake_drv.c (every byte it sends, every register
+// block and job result it reports, a clock the test moves), fed frames as the dongle would.
+// Checks serial learning, reply matching (ours, larger blocks, other clients', exceptions),
+// unsolicited broadcasts, split frames and garbage, writes with their echo, bit writes as
+// read-modify-write of a fresh read, register 11 never written, heartbeat echo modes, the clock
+// check, silence and reconnects, and the configuration checks.
 #include <check.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -18,6 +17,7 @@
 #include "core/params.h"
 #include "drivers/driver.h"
 #include "drivers/luxpower/luxpower_codec.h"
+#include "unit/fake_drv.h"
 
 extern const struct driver_ops luxpower_driver;
 static const struct driver_ops *const drv = &luxpower_driver;
@@ -29,245 +29,20 @@ static const uint8_t INV[10] = "0123456789";
 static const uint8_t ZERO[10];
 enum { T_INPUT, T_HOLDING };
 
-// ---- the fake core ----------------------------------------------------------------------------
-
-struct drv_ctx {
-    int unused;
-};
-
-struct done {
-    enum drv_status status;
-    int code;
-    char detail[128];
-};
-
-struct regs_call {
-    uint8_t table;
-    uint32_t start;
-    uint16_t count;
-    uint16_t first, at21; // values[0], and register 21 when inside
-};
-
-static struct {
-    struct drv_ctx ctx;
-    int64_t now;
-    int64_t timer_due; // -1: not armed
-    int opens, closes;
-    bool tcp_open;
-    uint8_t sent[8192];
-    size_t sent_len;
-    struct done done[64];
-    int n_done;
-    struct regs_call regs[64];
-    int n_regs;
-    int alive, poll_all;
-    uint8_t rx[4096]; // bytes "received" and not yet consumed
-    size_t rx_len;
-} fc;
-
 static const int64_t WALL0 = 1795248000000LL; // 2026-11-21 08:00:00 UTC
-
-int64_t drv_now_ms(const struct drv_ctx *c)
-{
-    (void)c;
-    return fc.now;
-}
-
-int64_t drv_wall_ms(const struct drv_ctx *c)
-{
-    (void)c;
-    return WALL0 + fc.now;
-}
-
-const char *drv_device_id(const struct drv_ctx *c)
-{
-    (void)c;
-    return "lux";
-}
-
-int drv_tcp_open(struct drv_ctx *c, const char *host, int port)
-{
-    (void)c;
-    ck_assert_str_eq(host, "192.0.2.7");
-    ck_assert_int_eq(port, 8000);
-    fc.opens++;
-    return 0;
-}
-
-int drv_tcp_send(struct drv_ctx *c, const void *buf, size_t len)
-{
-    (void)c;
-    if (!fc.tcp_open)
-        return -ENOTCONN;
-    ck_assert_uint_le(fc.sent_len + len, sizeof(fc.sent));
-    memcpy(fc.sent + fc.sent_len, buf, len);
-    fc.sent_len += len;
-    return 0;
-}
-
-void drv_tcp_close(struct drv_ctx *c)
-{
-    (void)c;
-    fc.closes++;
-    fc.tcp_open = false;
-    fc.rx_len = 0;
-}
-
-bool drv_tcp_is_open(const struct drv_ctx *c)
-{
-    (void)c;
-    return fc.tcp_open;
-}
-
-void drv_timer_set(struct drv_ctx *c, int64_t delay_ms)
-{
-    (void)c;
-    ck_assert_int_ge(delay_ms, 0);
-    fc.timer_due = fc.now + delay_ms;
-}
-
-void drv_timer_cancel(struct drv_ctx *c)
-{
-    (void)c;
-    fc.timer_due = -1;
-}
-
-void drv_registers(struct drv_ctx *c, uint8_t table, uint32_t start, uint16_t count,
-                   const uint16_t *regs)
-{
-    (void)c;
-    ck_assert_int_lt(fc.n_regs, (int)N(fc.regs));
-    struct regs_call *r = &fc.regs[fc.n_regs++];
-    *r = (struct regs_call){table, start, count, regs[0], 0};
-    if (start <= 21 && start + count > 21)
-        r->at21 = regs[21 - start];
-}
-
-void drv_alive(struct drv_ctx *c)
-{
-    (void)c;
-    fc.alive++;
-}
-
-void drv_poll_all(struct drv_ctx *c)
-{
-    (void)c;
-    fc.poll_all++;
-}
-
-void drv_job_done(struct drv_ctx *c, enum drv_status status, int code, const char *fmt, ...)
-{
-    (void)c;
-    ck_assert_int_lt(fc.n_done, (int)N(fc.done));
-    struct done *d = &fc.done[fc.n_done++];
-    d->status = status;
-    d->code = code;
-    d->detail[0] = '\0';
-    if (fmt) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(d->detail, sizeof(d->detail), fmt, ap);
-        va_end(ap);
-    }
-}
 
 // ---- fixture ----------------------------------------------------------------------------------
 
-static struct arena *arena;
-static struct params settings, options, core;
-static void *state;
-
-static void set_option(const char *name, const char *value)
-{
-    const struct param_def *def = params_find(options.defs, options.n, name);
-    ck_assert_ptr_nonnull(def);
-    struct param_value *v = &options.v[def - options.defs];
-    v->set = true;
-    switch (def->type) {
-    case PARAM_STR: v->s = arena_strdup(arena, value); break;
-    case PARAM_BOOL: v->i = strcmp(value, "true") == 0; break;
-    case PARAM_DURATION: v->ms = atoll(value); break;
-    case PARAM_CHOICE:
-        for (v->i = 0; def->choices[v->i] && strcmp(def->choices[v->i], value) != 0; v->i++)
-            ;
-        ck_assert_ptr_nonnull(def->choices[v->i]);
-        break;
-    default: ck_abort_msg("option type");
-    }
-}
-
-// Makes the driver's parameter sets; set_option() may change options before open().
 static void setup(void)
 {
-    memset(&fc, 0, sizeof(fc));
-    fc.timer_due = -1;
-    arena = arena_new();
-    params_init(&settings, arena, drv->settings, drv->n_settings);
-    settings.v[0].set = true;
-    settings.v[0].s = "192.0.2.7";
-    params_init(&options, arena, drv->options, drv->n_options);
-    params_init(&core, arena, NULL, 0);
-}
-
-static const struct drv_device *device(void)
-{
-    static struct drv_device dev;
-    dev = (struct drv_device){"lux", &settings, &core, &options};
-    return &dev;
-}
-
-// Opens and starts the driver and accepts its connection.
-static void start(void)
-{
-    ck_assert_int_eq(drv->open(device(), &state), 0);
-    ck_assert_int_eq(drv->start(state, &fc.ctx), 0);
-    ck_assert_int_eq(fc.opens, 1); // it connects at once: broadcasts come unasked
-    fc.tcp_open = true;
-    drv->tcp_connected(state);
-}
-
-static void teardown(void)
-{
-    if (state)
-        drv->close(state);
-    state = NULL;
-    arena_free(arena);
-}
-
-// Bytes from the dongle, handed over the way the core's TCP layer does: frame by frame until
-// the driver wants more.
-static void receive(const uint8_t *buf, size_t len)
-{
-    ck_assert_uint_le(fc.rx_len + len, sizeof(fc.rx));
-    memcpy(fc.rx + fc.rx_len, buf, len);
-    fc.rx_len += len;
-    while (fc.rx_len) {
-        size_t used = drv->tcp_data(state, fc.rx, fc.rx_len);
-        if (used == 0)
-            break;
-        ck_assert_uint_le(used, fc.rx_len);
-        memmove(fc.rx, fc.rx + used, fc.rx_len - used);
-        fc.rx_len -= used;
-    }
-}
-
-// Moves the clock, firing the driver's timer when it is due.
-static void advance(int64_t ms)
-{
-    int64_t end = fc.now + ms;
-    while (fc.timer_due >= 0 && fc.timer_due <= end) {
-        fc.now = fc.timer_due > fc.now ? fc.timer_due : fc.now;
-        fc.timer_due = -1;
-        drv->timer(state);
-    }
-    fc.now = end;
+    fake_drv_setup(drv, "lux", "192.0.2.7", 8000, WALL0);
 }
 
 static void heartbeat(uint8_t tail)
 {
     uint8_t b[32];
     int n = lxp_encode_heartbeat(b, sizeof(b), 5, DL, tail);
-    receive(b, (size_t)n);
+    fake_drv_receive(b, (size_t)n);
 }
 
 static void reply_read(uint8_t fn, uint16_t reg, uint16_t count, uint16_t base, const uint8_t *inv)
@@ -278,28 +53,28 @@ static void reply_read(uint8_t fn, uint16_t reg, uint16_t count, uint16_t base, 
     uint8_t b[LXP_FRAME_MAX];
     int n = lxp_encode_read_reply(b, sizeof(b), 2, DL, inv, fn, reg, v, count, true);
     ck_assert_int_gt(n, 0);
-    receive(b, (size_t)n);
+    fake_drv_receive(b, (size_t)n);
 }
 
 static void reply_hold(uint16_t reg, uint16_t value)
 {
     uint8_t b[64];
     int n = lxp_encode_read_reply(b, sizeof(b), 2, DL, INV, LXP_READ_HOLD, reg, &value, 1, true);
-    receive(b, (size_t)n);
+    fake_drv_receive(b, (size_t)n);
 }
 
 static void reply_echo(uint16_t reg, uint16_t value)
 {
     uint8_t b[64];
     int n = lxp_encode_write_single_reply(b, sizeof(b), 2, DL, INV, reg, value);
-    receive(b, (size_t)n);
+    fake_drv_receive(b, (size_t)n);
 }
 
 static void reply_exception(uint8_t fn, uint16_t reg, uint8_t code)
 {
     uint8_t b[64];
     int n = lxp_encode_exception(b, sizeof(b), 2, DL, INV, fn, reg, code);
-    receive(b, (size_t)n);
+    fake_drv_receive(b, (size_t)n);
 }
 
 // A write-multi reply: the start register and the count, nothing else.
@@ -321,7 +96,7 @@ static void reply_multi(uint16_t reg, uint16_t count)
     uint16_t crc = lxp_crc(b + 20, n - 20);
     b[n++] = (uint8_t)crc;
     b[n++] = (uint8_t)(crc >> 8);
-    receive(b, n);
+    fake_drv_receive(b, n);
 }
 
 // The frames the driver sent since the last call, parsed.
@@ -384,10 +159,10 @@ static struct drv_job bit_job(uint32_t address, int bit, bool on)
 
 static void job(struct drv_job j)
 {
-    drv->job(state, &j);
+    drv->job(fc.state, &j);
 }
 
-static const struct done *last_done(void)
+static const struct fake_done *last_done(void)
 {
     ck_assert_int_gt(fc.n_done, 0);
     return &fc.done[fc.n_done - 1];
@@ -409,7 +184,7 @@ static void learn_serials(void)
 START_TEST(test_poll_before_the_dongle_is_known_is_skipped)
 {
     setup();
-    start();
+    fake_drv_start();
     job(read_job(T_INPUT, 0, 40));
     nothing_sent();
     ck_assert_int_eq(last_done()->status, DRV_SKIPPED);
@@ -423,14 +198,14 @@ START_TEST(test_poll_before_the_dongle_is_known_is_skipped)
     ck_assert_int_eq(fc.poll_all, 1);
     heartbeat(0);
     ck_assert_int_eq(fc.poll_all, 1);
-    teardown();
+    fake_drv_teardown();
 }
 END_TEST
 
 START_TEST(test_serials_learned_from_traffic)
 {
     setup();
-    start();
+    fake_drv_start();
     heartbeat(5);
     // The dongle is known now, the inverter not: a read goes out with ten zero bytes for it.
     job(read_job(T_INPUT, 0, 40));
@@ -450,16 +225,16 @@ START_TEST(test_serials_learned_from_traffic)
     f = one_sent();
     ck_assert_mem_eq(f.inverter, INV, 10);
     ck_assert_uint_eq(f.function, LXP_READ_HOLD);
-    teardown();
+    fake_drv_teardown();
 }
 END_TEST
 
 START_TEST(test_configured_serials)
 {
     setup();
-    set_option("dongle_serial", "XY00000001");
-    set_option("inverter_serial", "ZZ00000002");
-    start();
+    fake_drv_set_option("dongle_serial", "XY00000001");
+    fake_drv_set_option("inverter_serial", "ZZ00000002");
+    fake_drv_start();
     job(read_job(T_INPUT, 80, 40));
     struct lxp_frame f = one_sent();
     ck_assert_mem_eq(f.datalog, "XY00000001", 10);
@@ -468,7 +243,7 @@ START_TEST(test_configured_serials)
     reply_read(LXP_READ_INPUT, 80, 40, 0, INV);
     ck_assert_int_eq(fc.n_regs, 0);
     ck_assert_int_eq(fc.n_done, 0);
-    teardown();
+    fake_drv_teardown();
 }
 END_TEST
 
@@ -476,7 +251,7 @@ END_TEST
 START_TEST(test_split_garbage_and_bad_crc)
 {
     setup();
-    start();
+    fake_drv_start();
     learn_serials();
     job(read_job(T_INPUT, 40, 40));
     one_sent();
@@ -488,17 +263,17 @@ START_TEST(test_split_garbage_and_bad_crc)
     memcpy(bad, b, (size_t)n);
     bad[50] ^= 1;
     static const uint8_t junk[] = {0x13, 0x37, 0xa1, 0x00};
-    receive(junk, sizeof(junk));
-    receive(bad, (size_t)n);
+    fake_drv_receive(junk, sizeof(junk));
+    fake_drv_receive(bad, (size_t)n);
     ck_assert_int_eq(fc.n_done, 0);
     ck_assert_int_eq(fc.n_regs, 0);
-    receive(b, 30);
+    fake_drv_receive(b, 30);
     ck_assert_int_eq(fc.n_done, 0);
-    receive(b + 30, (size_t)n - 30);
+    fake_drv_receive(b + 30, (size_t)n - 30);
     ck_assert_int_eq(fc.n_done, 1);
     ck_assert_int_eq(last_done()->status, DRV_OK);
     ck_assert_int_eq(fc.n_regs, 1);
-    teardown();
+    fake_drv_teardown();
 }
 END_TEST
 
@@ -506,7 +281,7 @@ END_TEST
 START_TEST(test_larger_blocks_and_broadcasts)
 {
     setup();
-    start();
+    fake_drv_start();
     learn_serials();
     job(read_job(T_INPUT, 40, 40));
     one_sent();
@@ -530,14 +305,14 @@ START_TEST(test_larger_blocks_and_broadcasts)
     ck_assert_uint_eq(fc.regs[3].start, 66);
     ck_assert_uint_eq(fc.regs[3].first, 80);
     ck_assert_int_eq(fc.n_done, 1);
-    teardown();
+    fake_drv_teardown();
 }
 END_TEST
 
 START_TEST(test_exception_refuses_the_read)
 {
     setup();
-    start();
+    fake_drv_start();
     learn_serials();
     job(read_job(T_INPUT, 200, 40));
     one_sent();
@@ -549,7 +324,7 @@ START_TEST(test_exception_refuses_the_read)
     ck_assert_int_eq(last_done()->status, DRV_ERR_EXCEPTION);
     ck_assert_int_eq(last_done()->code, 2);
     ck_assert_ptr_nonnull(strstr(last_done()->detail, "illegal data address"));
-    teardown();
+    fake_drv_teardown();
 }
 END_TEST
 
@@ -557,16 +332,16 @@ END_TEST
 START_TEST(test_late_reply_after_abort)
 {
     setup();
-    start();
+    fake_drv_start();
     learn_serials();
     job(read_job(T_INPUT, 40, 40));
     one_sent();
-    drv->abort(state);
+    drv->abort(fc.state);
     reply_read(LXP_READ_INPUT, 40, 40, 0, INV);
     ck_assert_int_eq(fc.n_done, 0);
     ck_assert_int_eq(fc.n_regs, 1);
     ck_assert_int_eq(fc.closes, 0); // the connection stays
-    teardown();
+    fake_drv_teardown();
 }
 END_TEST
 
@@ -575,7 +350,7 @@ END_TEST
 START_TEST(test_write_single_confirmed_by_echo)
 {
     setup();
-    start();
+    fake_drv_start();
     learn_serials();
     job(write_job(66, 50));
     struct lxp_frame f = one_sent();
@@ -586,7 +361,7 @@ START_TEST(test_write_single_confirmed_by_echo)
     reply_echo(66, 50);
     ck_assert_int_eq(last_done()->status, DRV_OK);
     ck_assert_uint_eq(fc.regs[fc.n_regs - 1].first, 50);
-    teardown();
+    fake_drv_teardown();
 }
 END_TEST
 
@@ -594,7 +369,7 @@ END_TEST
 START_TEST(test_write_echo_differs)
 {
     setup();
-    start();
+    fake_drv_start();
     learn_serials();
     job(write_job(105, 95));
     one_sent();
@@ -610,7 +385,7 @@ START_TEST(test_write_echo_differs)
     reply_exception(LXP_WRITE_SINGLE, 105, 3);
     ck_assert_int_eq(last_done()->status, DRV_ERR_EXCEPTION);
     ck_assert_int_eq(last_done()->code, 3);
-    teardown();
+    fake_drv_teardown();
 }
 END_TEST
 
@@ -632,7 +407,7 @@ static const struct {
 START_TEST(test_bit_write_read_modify_write)
 {
     setup();
-    start();
+    fake_drv_start();
     learn_serials();
     job(bit_job(21, bit_cases[_i].bit, bit_cases[_i].on));
     struct lxp_frame f = one_sent();
@@ -641,7 +416,7 @@ START_TEST(test_bit_write_read_modify_write)
     if (bit_cases[_i].after < 0) {
         nothing_sent();
         ck_assert_int_eq(last_done()->status, DRV_SKIPPED);
-        teardown();
+        fake_drv_teardown();
         return;
     }
     ck_assert_int_eq(fc.n_done, 0);
@@ -651,7 +426,7 @@ START_TEST(test_bit_write_read_modify_write)
     ck_assert_uint_eq(f.values[0] ^ bit_cases[_i].before, 1u << bit_cases[_i].bit);
     reply_echo(21, (uint16_t)bit_cases[_i].after);
     ck_assert_int_eq(last_done()->status, DRV_OK);
-    teardown();
+    fake_drv_teardown();
 }
 END_TEST
 
@@ -659,7 +434,7 @@ END_TEST
 START_TEST(test_bit_write_uses_a_covering_block)
 {
     setup();
-    start();
+    fake_drv_start();
     learn_serials();
     job(bit_job(21, 7, true));
     one_sent();
@@ -667,17 +442,17 @@ START_TEST(test_bit_write_uses_a_covering_block)
     v[21] = 0x0200;
     uint8_t b[LXP_FRAME_MAX];
     int n = lxp_encode_read_reply(b, sizeof(b), 2, DL, INV, LXP_READ_HOLD, 0, v, 40, true);
-    receive(b, (size_t)n);
+    fake_drv_receive(b, (size_t)n);
     struct lxp_frame f = one_sent();
     ck_assert_uint_eq(f.values[0], 0x0280);
-    teardown();
+    fake_drv_teardown();
 }
 END_TEST
 
 START_TEST(test_register_11_never_written)
 {
     setup();
-    start();
+    fake_drv_start();
     learn_serials();
     job(write_job(11, 0x80));
     nothing_sent();
@@ -691,14 +466,14 @@ START_TEST(test_register_11_never_written)
     job(j);
     nothing_sent();
     ck_assert_int_eq(last_done()->status, DRV_ERR_EXCEPTION);
-    teardown();
+    fake_drv_teardown();
 }
 END_TEST
 
 START_TEST(test_write_multi)
 {
     setup();
-    start();
+    fake_drv_start();
     learn_serials();
     struct drv_job j = write_job(100, 560);
     j.count = 2;
@@ -710,7 +485,7 @@ START_TEST(test_write_multi)
     ck_assert_uint_eq(f.protocol, 2);
     reply_multi(100, 2);
     ck_assert_int_eq(last_done()->status, DRV_OK);
-    teardown();
+    fake_drv_teardown();
 }
 END_TEST
 
@@ -719,48 +494,48 @@ END_TEST
 START_TEST(test_heartbeat_echo_always_and_never)
 {
     setup();
-    set_option("heartbeat_echo", "always");
-    start();
+    fake_drv_set_option("heartbeat_echo", "always");
+    fake_drv_start();
     heartbeat(5);
     struct lxp_frame f = one_sent();
     ck_assert_uint_eq(f.tcp_function, LXP_TCP_HEARTBEAT);
     ck_assert_uint_eq(f.tail, 5); // sent back as it came
     ck_assert_uint_eq(f.protocol, 5);
-    teardown();
+    fake_drv_teardown();
 
     setup();
-    set_option("heartbeat_echo", "never");
-    start();
+    fake_drv_set_option("heartbeat_echo", "never");
+    fake_drv_start();
     heartbeat(0);
-    advance(3600000);
+    fake_drv_advance(3600000);
     heartbeat(0);
     nothing_sent();
-    teardown();
+    fake_drv_teardown();
 }
 END_TEST
 
 START_TEST(test_heartbeat_echo_auto)
 {
     setup();
-    set_option("broadcast_interval", "60000");
-    set_option("silence_timeout", "3600000");
-    start();
+    fake_drv_set_option("broadcast_interval", "60000");
+    fake_drv_set_option("silence_timeout", "3600000");
+    fake_drv_start();
     learn_serials();
     heartbeat(0);
     nothing_sent(); // the cloud answers: broadcasts are expected
-    advance(100000);
+    fake_drv_advance(100000);
     reply_read(LXP_READ_INPUT, 0, 40, 0, INV); // a broadcast: the cloud is there
-    advance(100000);
+    fake_drv_advance(100000);
     heartbeat(0);
     nothing_sent();
-    advance(25000); // two intervals since that broadcast
+    fake_drv_advance(25000); // two intervals since that broadcast
     heartbeat(0);
     ck_assert_uint_eq(one_sent().tcp_function, LXP_TCP_HEARTBEAT);
     // From now on every heartbeat is answered.
     reply_read(LXP_READ_INPUT, 0, 40, 0, INV);
     heartbeat(0);
     ck_assert_uint_eq(one_sent().tcp_function, LXP_TCP_HEARTBEAT);
-    teardown();
+    fake_drv_teardown();
 }
 END_TEST
 
@@ -769,55 +544,55 @@ END_TEST
 START_TEST(test_silence_reconnects)
 {
     setup();
-    set_option("silence_timeout", "60000");
-    start();
+    fake_drv_set_option("silence_timeout", "60000");
+    fake_drv_start();
     learn_serials();
     job(read_job(T_INPUT, 0, 40));
     one_sent();
-    advance(30000);
+    fake_drv_advance(30000);
     heartbeat(0); // bytes: alive
-    advance(59000);
+    fake_drv_advance(59000);
     ck_assert_int_eq(fc.closes, 0);
-    advance(2000);
+    fake_drv_advance(2000);
     ck_assert_int_eq(fc.closes, 1);
     ck_assert_int_eq(fc.opens, 2); // at once
     ck_assert_int_eq(last_done()->status, DRV_ERR_IO);
-    teardown();
+    fake_drv_teardown();
 }
 END_TEST
 
 START_TEST(test_closed_and_backoff)
 {
     setup();
-    set_option("reconnect_delay", "1000");
-    start();
+    fake_drv_set_option("reconnect_delay", "1000");
+    fake_drv_start();
     learn_serials();
     job(read_job(T_INPUT, 0, 40));
     one_sent();
     fc.tcp_open = false;
-    drv->tcp_closed(state, "reset by peer");
+    drv->tcp_closed(fc.state, "reset by peer");
     ck_assert_int_eq(last_done()->status, DRV_ERR_IO);
-    advance(999);
+    fake_drv_advance(999);
     ck_assert_int_eq(fc.opens, 1);
-    advance(1);
+    fake_drv_advance(1);
     ck_assert_int_eq(fc.opens, 2);
     // It does not connect: the waits double.
-    drv->tcp_closed(state, "refused");
-    advance(1999);
+    drv->tcp_closed(fc.state, "refused");
+    fake_drv_advance(1999);
     ck_assert_int_eq(fc.opens, 2);
-    advance(1);
+    fake_drv_advance(1);
     ck_assert_int_eq(fc.opens, 3);
-    drv->tcp_closed(state, "refused");
-    advance(3999);
+    drv->tcp_closed(fc.state, "refused");
+    fake_drv_advance(3999);
     ck_assert_int_eq(fc.opens, 3);
     // A job does not wait for the timer.
     job(read_job(T_INPUT, 0, 40));
     ck_assert_int_eq(fc.opens, 4);
     fc.tcp_open = true;
-    drv->tcp_connected(state);
+    drv->tcp_connected(fc.state);
     struct lxp_frame f = one_sent(); // the serials survive reconnecting
     ck_assert_mem_eq(f.inverter, INV, 10);
-    teardown();
+    fake_drv_teardown();
 }
 END_TEST
 
@@ -839,7 +614,7 @@ static void reply_clock(int64_t offset_ms)
     clock_regs_at(WALL0 + fc.now + offset_ms, r);
     uint8_t b[64];
     int n = lxp_encode_read_reply(b, sizeof(b), 2, DL, INV, LXP_READ_HOLD, 12, r, 3, true);
-    receive(b, (size_t)n);
+    fake_drv_receive(b, (size_t)n);
 }
 
 static void reply_clock_written(void)
@@ -850,9 +625,9 @@ static void reply_clock_written(void)
 START_TEST(test_clock_checked_and_set)
 {
     setup();
-    set_option("clock_sync", "true");
-    set_option("silence_timeout", "3600000000");
-    start();
+    fake_drv_set_option("clock_sync", "true");
+    fake_drv_set_option("silence_timeout", "3600000000");
+    fake_drv_start();
     learn_serials(); // the inverter's serial comes with the first reply: no check before it
     job(read_job(T_INPUT, 0, 40));
     struct lxp_frame f = one_sent();
@@ -870,17 +645,17 @@ START_TEST(test_clock_checked_and_set)
     reply_read(LXP_READ_INPUT, 0, 40, 0, INV);
     ck_assert_int_eq(last_done()->status, DRV_OK);
     // Not again the same day.
-    advance(3600000);
+    fake_drv_advance(3600000);
     job(read_job(T_INPUT, 0, 40));
     ck_assert_uint_eq(one_sent().function, LXP_READ_INPUT);
     reply_read(LXP_READ_INPUT, 0, 40, 0, INV);
     // The next day: checked, and within the allowed drift left alone.
-    advance(86400000);
+    fake_drv_advance(86400000);
     job(read_job(T_INPUT, 0, 40));
     ck_assert_uint_eq(one_sent().function, LXP_READ_HOLD);
     reply_clock(30000);
     ck_assert_uint_eq(one_sent().function, LXP_READ_INPUT);
-    teardown();
+    fake_drv_teardown();
 }
 END_TEST
 
@@ -888,8 +663,8 @@ END_TEST
 START_TEST(test_clock_refused)
 {
     setup();
-    set_option("clock_sync", "true");
-    start();
+    fake_drv_set_option("clock_sync", "true");
+    fake_drv_start();
     learn_serials();
     job(read_job(T_INPUT, 0, 40));
     one_sent();
@@ -897,14 +672,14 @@ START_TEST(test_clock_refused)
     struct lxp_frame f = one_sent();
     ck_assert_uint_eq(f.function, LXP_READ_INPUT);
     ck_assert_int_eq(fc.n_done, 0);
-    teardown();
+    fake_drv_teardown();
 }
 END_TEST
 
 START_TEST(test_sync_clock_action)
 {
     setup();
-    start();
+    fake_drv_start();
     learn_serials();
     job((struct drv_job){.type = DRV_JOB_ACTION, .action = "sync_clock", .bit = -1});
     struct lxp_frame f = one_sent();
@@ -914,7 +689,7 @@ START_TEST(test_sync_clock_action)
     job((struct drv_job){.type = DRV_JOB_ACTION, .action = "reboot", .bit = -1});
     nothing_sent();
     ck_assert_int_eq(last_done()->status, DRV_ERR_PROTOCOL);
-    teardown();
+    fake_drv_teardown();
 }
 END_TEST
 
@@ -924,23 +699,23 @@ START_TEST(test_check_serial_options)
 {
     setup();
     char err[160] = "";
-    ck_assert_int_eq(drv->check(device(), err, sizeof(err)), 0);
-    set_option("inverter_serial", "12345");
-    ck_assert_int_eq(drv->check(device(), err, sizeof(err)), -EINVAL);
+    ck_assert_int_eq(drv->check(fake_drv_device(), err, sizeof(err)), 0);
+    fake_drv_set_option("inverter_serial", "12345");
+    ck_assert_int_eq(drv->check(fake_drv_device(), err, sizeof(err)), -EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "inverter_serial"));
-    teardown();
+    fake_drv_teardown();
 
     setup();
     struct params other;
-    params_init(&other, arena, drv->settings, drv->n_settings);
+    params_init(&other, fc.arena, drv->settings, drv->n_settings);
     other.v[0].set = true;
     other.v[0].s = "192.0.2.7";
-    struct drv_device b = {"lux2", &other, &core, &options};
-    ck_assert_int_eq(drv->conflict(device(), &b, err, sizeof(err)), -EINVAL);
+    struct drv_device b = {"lux2", &other, &fc.core, &fc.options};
+    ck_assert_int_eq(drv->conflict(fake_drv_device(), &b, err, sizeof(err)), -EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "configured twice"));
     other.v[0].s = "192.0.2.8";
-    ck_assert_int_eq(drv->conflict(device(), &b, err, sizeof(err)), 0);
-    teardown();
+    ck_assert_int_eq(drv->conflict(fake_drv_device(), &b, err, sizeof(err)), 0);
+    fake_drv_teardown();
 }
 END_TEST
 
