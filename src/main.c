@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: MIT
 // energy2mqtt command line: run | validate | discovery | decode | version.
-#include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -91,7 +90,6 @@ static int cmd_discovery(const char *path)
 
 static int cmd_addon(const char *path, int verbose)
 {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     char *text = addon_load(path);
     int rc = 1;
     if (!text)
@@ -114,7 +112,6 @@ static int cmd_addon(const char *path, int verbose)
     config_free(cfg);
 out:
     free(text);
-    curl_global_cleanup();
     return rc;
 }
 

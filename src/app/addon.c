@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/diag.h"
+#include "core/dynlib.h"
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/node.h"
@@ -296,35 +297,76 @@ static size_t collect(char *data, size_t size, size_t n, void *arg)
     return add;
 }
 
+// libcurl, loaded for the one Supervisor request (core/dynlib.h).
+static struct {
+    CURLcode (*global_init)(long flags);
+    CURL *(*easy_init)(void);
+    CURLcode (*easy_setopt)(CURL *c, CURLoption option, ...);
+    CURLcode (*easy_perform)(CURL *c);
+    CURLcode (*easy_getinfo)(CURL *c, CURLINFO info, ...);
+    const char *(*easy_strerror)(CURLcode code);
+    void (*easy_cleanup)(CURL *c);
+    struct curl_slist *(*slist_append)(struct curl_slist *list, const char *s);
+    void (*slist_free_all)(struct curl_slist *list);
+} curl;
+
+static int curl_load(char *err, size_t err_size)
+{
+    static bool loaded;
+    if (loaded)
+        return 0;
+    const struct dynlib_sym syms[] = {
+        {"curl_global_init", (void **)&curl.global_init},
+        {"curl_easy_init", (void **)&curl.easy_init},
+        {"curl_easy_setopt", (void **)&curl.easy_setopt},
+        {"curl_easy_perform", (void **)&curl.easy_perform},
+        {"curl_easy_getinfo", (void **)&curl.easy_getinfo},
+        {"curl_easy_strerror", (void **)&curl.easy_strerror},
+        {"curl_easy_cleanup", (void **)&curl.easy_cleanup},
+        {"curl_slist_append", (void **)&curl.slist_append},
+        {"curl_slist_free_all", (void **)&curl.slist_free_all},
+    };
+    if (dynlib_load("libcurl.so.4", syms, sizeof(syms) / sizeof(syms[0]), err, err_size) < 0)
+        return -1;
+    if (curl.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        snprintf(err, err_size, "cannot initialise libcurl");
+        return -1;
+    }
+    loaded = true;
+    return 0;
+}
+
 int addon_query_supervisor(const char *base_url, const char *token, struct addon_broker *out,
                            char *err, size_t err_size)
 {
+    if (curl_load(err, err_size) < 0)
+        return -1;
     char url[512], auth[1024];
     snprintf(url, sizeof(url), "%s/services/mqtt", base_url);
     snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
-    CURL *c = curl_easy_init();
+    CURL *c = curl.easy_init();
     if (!c) {
         snprintf(err, err_size, "cannot initialise libcurl");
         return -1;
     }
-    struct curl_slist *headers = curl_slist_append(NULL, auth);
+    struct curl_slist *headers = curl.slist_append(NULL, auth);
     struct reply r = {xcalloc(1, 1), 0};
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)SUPERVISOR_TIMEOUT_MS);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl.easy_setopt(c, CURLOPT_URL, url);
+    curl.easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    curl.easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl.easy_setopt(c, CURLOPT_WRITEDATA, &r);
+    curl.easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)SUPERVISOR_TIMEOUT_MS);
+    curl.easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl.easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
     int rc = -1;
-    CURLcode cc = curl_easy_perform(c);
+    CURLcode cc = curl.easy_perform(c);
     long status = 0;
     if (cc != CURLE_OK) {
         snprintf(err, err_size, "cannot reach the Supervisor at %s: %s", base_url,
-                 curl_easy_strerror(cc));
+                 curl.easy_strerror(cc));
         goto out;
     }
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl.easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     if (status == 403) {
         snprintf(err, err_size,
                  "the Supervisor refused access to the MQTT service (HTTP 403): the add-on must "
@@ -338,8 +380,8 @@ int addon_query_supervisor(const char *base_url, const char *token, struct addon
     }
 out:
     free(r.text);
-    curl_slist_free_all(headers);
-    curl_easy_cleanup(c);
+    curl.slist_free_all(headers);
+    curl.easy_cleanup(c);
     return rc;
 }
 

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include "core/config.h"
+#include "core/dynlib.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/mem.h"
@@ -26,6 +27,52 @@ struct http_server {
     struct http_routes routes;
     const struct http_config *cfg;
 };
+
+// libmicrohttpd, loaded when a server starts (core/dynlib.h).
+static struct {
+    struct MHD_Daemon *(*start_daemon)(unsigned int flags, uint16_t port,
+                                       MHD_AcceptPolicyCallback apc, void *apc_cls,
+                                       MHD_AccessHandlerCallback dh, void *dh_cls, ...);
+    const union MHD_DaemonInfo *(*get_daemon_info)(struct MHD_Daemon *d,
+                                                   enum MHD_DaemonInfoType type, ...);
+    void (*stop_daemon)(struct MHD_Daemon *d);
+    enum MHD_Result (*run)(struct MHD_Daemon *d);
+    enum MHD_Result (*get_timeout)(struct MHD_Daemon *d, MHD_UNSIGNED_LONG_LONG *timeout);
+    struct MHD_Response *(*create_response_from_buffer)(size_t size, void *buffer,
+                                                        enum MHD_ResponseMemoryMode mode);
+    enum MHD_Result (*add_response_header)(struct MHD_Response *r, const char *header,
+                                           const char *content);
+    enum MHD_Result (*queue_response)(struct MHD_Connection *c, unsigned int status,
+                                      struct MHD_Response *r);
+    void (*destroy_response)(struct MHD_Response *r);
+} mhd;
+
+static int mhd_load(void)
+{
+    static int loaded; // 1 done, -1 failed
+    if (loaded)
+        return loaded > 0 ? 0 : -1;
+    const struct dynlib_sym syms[] = {
+        {"MHD_start_daemon", (void **)&mhd.start_daemon},
+        {"MHD_get_daemon_info", (void **)&mhd.get_daemon_info},
+        {"MHD_stop_daemon", (void **)&mhd.stop_daemon},
+        {"MHD_run", (void **)&mhd.run},
+        {"MHD_get_timeout", (void **)&mhd.get_timeout},
+        {"MHD_create_response_from_buffer", (void **)&mhd.create_response_from_buffer},
+        {"MHD_add_response_header", (void **)&mhd.add_response_header},
+        {"MHD_queue_response", (void **)&mhd.queue_response},
+        {"MHD_destroy_response", (void **)&mhd.destroy_response},
+    };
+    char err[256];
+    if (dynlib_load("libmicrohttpd.so.12", syms, sizeof(syms) / sizeof(syms[0]), err, sizeof(err)) <
+        0) {
+        log_error("http", "%s (the web server needs libmicrohttpd 0.9)", err);
+        loaded = -1;
+        return -1;
+    }
+    loaded = 1;
+    return 0;
+}
 
 static void run(struct http_server *s);
 
@@ -43,9 +90,9 @@ static void on_ready(void *arg, uint32_t events)
 // Lets libmicrohttpd do what is ready, then wakes up again for its next timeout.
 static void run(struct http_server *s)
 {
-    MHD_run(s->mhd);
+    mhd.run(s->mhd);
     MHD_UNSIGNED_LONG_LONG ms;
-    if (MHD_get_timeout(s->mhd, &ms) == MHD_YES)
+    if (mhd.get_timeout(s->mhd, &ms) == MHD_YES)
         loop_timer_set(s->loop, &s->timer, loop_now(s->loop) + (int64_t)ms, on_timer, s);
     else
         loop_timer_cancel(s->loop, &s->timer);
@@ -89,24 +136,24 @@ static enum MHD_Result on_accept(void *arg, const struct sockaddr *sa, socklen_t
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type,
                              void *body, size_t len, enum MHD_ResponseMemoryMode mode)
 {
-    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, mode);
+    struct MHD_Response *r = mhd.create_response_from_buffer(len, body, mode);
     if (!r) {
         if (mode == MHD_RESPMEM_MUST_FREE)
             free(body);
         return MHD_NO;
     }
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    mhd.add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    mhd.add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    mhd.add_response_header(r, "X-Content-Type-Options", "nosniff");
     if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
-        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+        mhd.add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
     if (strncmp(type, "text/html", 9) == 0)
         // Everything the page needs is inside it: nothing may be loaded from elsewhere.
-        MHD_add_response_header(r, "Content-Security-Policy",
+        mhd.add_response_header(r, "Content-Security-Policy",
                                 "default-src 'none'; script-src 'unsafe-inline'; style-src "
                                 "'unsafe-inline'; connect-src 'self'; img-src data:");
-    enum MHD_Result rc = MHD_queue_response(c, status, r);
-    MHD_destroy_response(r);
+    enum MHD_Result rc = mhd.queue_response(c, status, r);
+    mhd.destroy_response(r);
     return rc;
 }
 
@@ -176,12 +223,14 @@ struct http_server *http_server_start(struct loop *loop, const struct http_confi
         log_error("http", "cannot listen on '%s': not a numeric address", cfg->address);
         return NULL;
     }
+    if (mhd_load() < 0)
+        return NULL;
     struct http_server *s = xcalloc(1, sizeof(*s));
     s->loop = loop;
     s->routes = *routes;
     s->cfg = cfg;
     s->epfd = -1;
-    s->mhd = MHD_start_daemon(flags, (uint16_t)cfg->port, on_accept, s, handle, s,
+    s->mhd = mhd.start_daemon(flags, (uint16_t)cfg->port, on_accept, s, handle, s,
                               MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                               MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_MAX_CONNECTIONS,
                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_TIMEOUT_S,
@@ -191,10 +240,10 @@ struct http_server *http_server_start(struct loop *loop, const struct http_confi
         free(s);
         return NULL;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    const union MHD_DaemonInfo *info = mhd.get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
     if (!info || loop_watch(loop, info->epoll_fd, EPOLLIN, on_ready, s) < 0) {
         log_error("http", "cannot watch the web server's descriptor");
-        MHD_stop_daemon(s->mhd);
+        mhd.stop_daemon(s->mhd);
         free(s);
         return NULL;
     }
@@ -213,6 +262,6 @@ void http_server_stop(struct http_server *s)
     loop_timer_cancel(s->loop, &s->timer);
     if (s->epfd >= 0)
         loop_unwatch(s->loop, s->epfd);
-    MHD_stop_daemon(s->mhd);
+    mhd.stop_daemon(s->mhd);
     free(s);
 }
