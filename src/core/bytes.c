@@ -3,6 +3,7 @@
 #include "core/bytes.h"
 
 #include <errno.h>
+#include <stdio.h>
 
 static int hexval(char c)
 {
@@ -39,6 +40,23 @@ int bytes_from_hex(const char *text, uint8_t *out, size_t out_size)
         hi = -1;
     }
     return hi < 0 ? (int)n : -EINVAL;
+}
+
+int bytes_frame_arg(const char *input, uint8_t *out, size_t out_size, const char *example,
+                    char *err, size_t err_size)
+{
+    int n = input ? bytes_from_hex(input, out, out_size) : 0;
+    if (!input)
+        snprintf(err, err_size, "no input");
+    else if (n == -E2BIG)
+        snprintf(err, err_size, "more than %zu bytes: not one frame", out_size - 1);
+    else if (n < 0)
+        snprintf(err, err_size, "not hex: give the frame as hex digits (\"%s\")", example);
+    else if (n == 0)
+        snprintf(err, err_size, "no data: give the frame as hex (\"%s\")", example);
+    else
+        return n;
+    return -EINVAL;
 }
 
 uint16_t crc16_modbus(const uint8_t *data, size_t len)

@@ -530,24 +530,10 @@ static json_t *frame_json(const struct ge_frame *f)
 
 int givenergy_decode(const char *input, FILE *out, char *err, size_t err_size)
 {
-    if (!input) {
-        set_err(err, err_size, "no input");
-        return -EINVAL;
-    }
     uint8_t buf[GE_FRAME_MAX + 1];
-    int n = bytes_from_hex(input, buf, sizeof(buf));
-    if (n == -E2BIG) {
-        set_err(err, err_size, "more than %d bytes: not one frame", GE_FRAME_MAX);
-        return -EINVAL;
-    }
-    if (n < 0) {
-        set_err(err, err_size, "not hex: give the frame as hex digits (\"59590001...\")");
-        return -EINVAL;
-    }
-    if (n == 0) {
-        set_err(err, err_size, "no data: give the frame as hex (\"5959 0001 000d 0101 ...\")");
-        return -EINVAL;
-    }
+    int n = bytes_frame_arg(input, buf, sizeof(buf), "5959 0001 000d 0101 ...", err, err_size);
+    if (n < 0)
+        return n;
     size_t len = (size_t)n;
     size_t m = len < sizeof(MARKER) ? len : sizeof(MARKER);
     if (memcmp(buf, MARKER, m) != 0) {

@@ -468,24 +468,10 @@ static json_t *frame_json(const struct lxp_frame *f)
 
 int luxpower_decode(const char *input, FILE *out, char *err, size_t err_size)
 {
-    if (!input) {
-        set_err(err, err_size, "no input");
-        return -EINVAL;
-    }
     uint8_t buf[LXP_FRAME_MAX + 1];
-    int n = bytes_from_hex(input, buf, sizeof(buf));
-    if (n == -E2BIG) {
-        set_err(err, err_size, "more than %d bytes: not one frame", LXP_FRAME_MAX);
-        return -EINVAL;
-    }
-    if (n < 0) {
-        set_err(err, err_size, "not hex: give the frame as hex digits (\"a11a0200...\")");
-        return -EINVAL;
-    }
-    if (n == 0) {
-        set_err(err, err_size, "no data: give the frame as hex (\"a11a 0200 0d00 01c1 ...\")");
-        return -EINVAL;
-    }
+    int n = bytes_frame_arg(input, buf, sizeof(buf), "a11a 0200 0d00 01c1 ...", err, err_size);
+    if (n < 0)
+        return n;
     size_t len = (size_t)n;
     if (buf[0] != PREFIX0 || (len > 1 && buf[1] != PREFIX1)) {
         set_err(err, err_size, "not a frame: it does not start with a1 1a");
