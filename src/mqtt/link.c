@@ -132,7 +132,7 @@ static void cb_connect_fail(void *ctx, MQTTAsync_failureData *d)
     const char *why = strncmp(msg, "CONNACK", 7) == 0 && d ? connack_reason(d->code) : NULL;
     if (why)
         snprintf(e->why, sizeof(e->why), "%s", why);
-    else if (strstr(msg, "TLS"))
+    else if (strstr(msg, "TLS") && ((struct link *)ctx)->cfg.tls)
         snprintf(e->why, sizeof(e->why),
                  "%s (check the broker's certificate, ca_file and the "
                  "host name in the URL)",
