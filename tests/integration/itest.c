@@ -40,12 +40,13 @@ void itest_sleep_ms(int ms)
 
 // ---- temp dir and paths ---------------------------------------------------------------------
 
-static char test_dir[256];
+static char test_dir[200];
 
 const char *itest_dir(void)
 {
     if (!test_dir[0]) {
-        snprintf(test_dir, sizeof(test_dir), "/tmp/e2m-itest-XXXXXX");
+        const char *tmp = getenv("TMPDIR");
+        snprintf(test_dir, sizeof(test_dir), "%.160s/e2m-itest-XXXXXX", tmp && *tmp ? tmp : "/tmp");
         ck_assert_ptr_nonnull(mkdtemp(test_dir));
     }
     return test_dir;
