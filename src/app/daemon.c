@@ -45,7 +45,7 @@
 #include "mqtt/link.h"
 #include "mqtt/topic.h"
 
-enum { BRIDGE_STATE_MS = 60000, PERSIST_FLUSH_MS = 60000 };
+enum { BRIDGE_STATE_MS = 60000, PERSIST_FLUSH_MS = 60000, PERSIST_SOON_MS = 1000 };
 
 struct daemon {
     const struct config *cfg;
@@ -451,6 +451,17 @@ static void flush_persist(void *arg)
                    flush_persist, dm);
 }
 
+// A driver learned a serial: without it on disk, a restart would wait for the device to tell it
+// again. Brings the next flush forward instead of writing at once, so a burst of changes (every
+// device learning at start) costs one write.
+static void hook_persist_soon(void *arg)
+{
+    struct daemon *dm = arg;
+    int64_t due = loop_now(dm->loop) + PERSIST_SOON_MS;
+    if (!loop_timer_armed(&dm->persist_timer) || dm->persist_timer.due_ms > due)
+        loop_timer_set(dm->loop, &dm->persist_timer, due, flush_persist, dm);
+}
+
 static void on_signal(void *arg, uint32_t events)
 {
     struct daemon *dm = arg;
@@ -710,7 +721,11 @@ int daemon_run(const struct config *cfg)
     topic_printf(dm.scan_entity, sizeof(dm.scan_entity), "%s/+/+/+/config", dm.m->discovery_prefix);
 
     dm.persist = persist_open(cfg->state_dir);
-    struct device_hooks hooks = {on_device_event, hook_subscribe, hook_publish, &dm};
+    struct device_hooks hooks = {.event = on_device_event,
+                                 .mqtt_subscribe = hook_subscribe,
+                                 .mqtt_publish = hook_publish,
+                                 .persist_soon = hook_persist_soon,
+                                 .arg = &dm};
     dm.devices = xcalloc(cfg->n_devices + 1, sizeof(*dm.devices));
     for (size_t i = 0; i < cfg->n_devices; i++) {
         struct device *d = device_new(dm.loop, &cfg->devices[i], dm.persist, &hooks);
@@ -767,10 +782,11 @@ int daemon_run(const struct config *cfg)
             goto out;
     }
     link_start(dm.link);
-    for (size_t i = 0; i < dm.n_devices; i++)
-        device_start(dm.devices[i]);
+    // The flush timer first: a driver that learns something as it starts brings it forward.
     loop_timer_set(dm.loop, &dm.persist_timer, loop_now(dm.loop) + PERSIST_FLUSH_MS, flush_persist,
                    &dm);
+    for (size_t i = 0; i < dm.n_devices; i++)
+        device_start(dm.devices[i]);
 
     rc = loop_run(dm.loop) < 0 ? 1 : 0;
 

@@ -1396,6 +1396,19 @@ void drv_poll_all(struct drv_ctx *c)
     poke(d);
 }
 
+bool drv_learned_get(const struct drv_ctx *c, const char *key, char *buf, size_t n)
+{
+    const struct device *d = c->d;
+    return d->persist && persist_get_text(d->persist, d->cfg->id, key, buf, n);
+}
+
+void drv_learned_set(struct drv_ctx *c, const char *key, const char *value)
+{
+    struct device *d = c->d;
+    if (d->persist && persist_set_text(d->persist, d->cfg->id, key, value) && d->hooks.persist_soon)
+        d->hooks.persist_soon(d->hooks.arg);
+}
+
 void drv_alive(struct drv_ctx *c)
 {
     struct device *d = c->d;

@@ -30,6 +30,9 @@ struct device_hooks {
     // The broker connection, for drivers whose transport is MQTT (may be NULL).
     int (*mqtt_subscribe)(void *arg, const char *filter);
     int (*mqtt_publish)(void *arg, const char *topic, const void *payload, size_t len, bool retain);
+    // A driver learned something new (drv_learned_set): write the state file soon rather than
+    // at the next periodic flush (may be NULL).
+    void (*persist_soon)(void *arg);
     void *arg;
 };
 

@@ -20,16 +20,19 @@ enum { STATE_VERSION = 1 };
 struct persist {
     char *dir;
     char path[PATH_MAX];
-    json_t *root;     // {"version":1,"counters":{"dev":{"entity":[value, wall_ms]}}}
-    json_t *counters; // borrowed from root
+    // {"version":1,"counters":{"dev":{"entity":[value, wall_ms]}},
+    //  "learned":{"dev":{"key":"text"}}}; files from before "learned" lack it.
+    json_t *root;
+    json_t *counters, *learned; // borrowed from root
     bool dirty;
 };
 
 static void fresh(struct persist *p)
 {
     json_decref(p->root);
-    p->root = json_pack("{s:i,s:{}}", "version", STATE_VERSION, "counters");
+    p->root = json_pack("{s:i,s:{},s:{}}", "version", STATE_VERSION, "counters", "learned");
     p->counters = json_object_get(p->root, "counters");
+    p->learned = json_object_get(p->root, "learned");
 }
 
 struct persist *persist_open(const char *dir)
@@ -53,7 +56,9 @@ struct persist *persist_open(const char *dir)
         return p;
     }
     json_t *counters = json_object_get(root, "counters");
-    if (!json_is_object(counters) || json_integer_value(json_object_get(root, "version")) != 1) {
+    json_t *learned = json_object_get(root, "learned");
+    if (!json_is_object(counters) || (learned && !json_is_object(learned)) ||
+        json_integer_value(json_object_get(root, "version")) != 1) {
         // Perhaps written by a newer version: keep it rather than overwrite it later.
         char aside[PATH_MAX + 16];
         snprintf(aside, sizeof(aside), "%s.unknown", p->path);
@@ -62,9 +67,15 @@ struct persist *persist_open(const char *dir)
         json_decref(root);
         return p;
     }
+    if (!learned) {
+        // Written before drivers learned anything: the section appears with the next change.
+        learned = json_object();
+        json_object_set_new(root, "learned", learned);
+    }
     json_decref(p->root);
     p->root = root;
     p->counters = counters;
+    p->learned = learned;
     return p;
 }
 
@@ -108,6 +119,45 @@ void persist_set(struct persist *p, const char *device, const char *entity,
                             ? json_pack("[f,I,f]", c->total, (json_int_t)c->wall_ms, c->offset)
                             : json_pack("[f,I]", c->total, (json_int_t)c->wall_ms));
     p->dirty = true;
+}
+
+bool persist_get_text(const struct persist *p, const char *device, const char *key, char *buf,
+                      size_t n)
+{
+    json_t *v = json_object_get(json_object_get(p->learned, device), key);
+    if (!json_is_string(v) || n == 0 || json_string_length(v) >= n)
+        return false;
+    memcpy(buf, json_string_value(v), json_string_length(v) + 1);
+    return true;
+}
+
+bool persist_set_text(struct persist *p, const char *device, const char *key, const char *value)
+{
+    json_t *dev = json_object_get(p->learned, device);
+    json_t *old = json_object_get(dev, key);
+    if (!value) {
+        if (!old)
+            return false;
+        json_object_del(dev, key);
+        if (json_object_size(dev) == 0)
+            json_object_del(p->learned, device);
+        p->dirty = true;
+        return true;
+    }
+    if (json_is_string(old) && strcmp(json_string_value(old), value) == 0)
+        return false;
+    json_t *text = json_string(value);
+    if (!text) {
+        log_error("state", "%s: learned %s is not UTF-8 text: not kept", device, key);
+        return false;
+    }
+    if (!dev) {
+        dev = json_object();
+        json_object_set_new(p->learned, device, dev);
+    }
+    json_object_set_new(dev, key, text);
+    p->dirty = true;
+    return true;
 }
 
 bool persist_dirty(const struct persist *p)

@@ -188,6 +188,16 @@ void drv_value(struct drv_ctx *c, uint16_t field, double value);
 void drv_value_assumed(struct drv_ctx *c, uint16_t field, double value);
 void drv_text(struct drv_ctx *c, uint16_t field, const char *text);
 void drv_unknown(struct drv_ctx *c, uint16_t field);
+// What the driver learned from the device and needs again after a restart (a serial number it
+// must put in every request), kept under `key` in the daemon's state_dir with the counters.
+// drv_learned_get() copies the stored text into `buf` (NUL-terminated) and returns false when
+// there is none or it does not fit in `n` bytes; call it from `start` on, not in `open`.
+// drv_learned_set() stores `value` (short UTF-8 text; hex for binary serials); a value that
+// changed is written to disk within about a second, an unchanged one costs nothing. A value
+// given in the device's options wins over a learned one; a learned one the device contradicts
+// is replaced.
+bool drv_learned_get(const struct drv_ctx *c, const char *key, char *buf, size_t n);
+void drv_learned_set(struct drv_ctx *c, const char *key, const char *value);
 // The device showed it is there without a job (a pushed sample): counts as a good exchange.
 void drv_alive(struct drv_ctx *c);
 // Ends the job in flight; `detail` (printf-style) explains a failure for the log. Ignored

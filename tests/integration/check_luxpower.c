@@ -3,8 +3,8 @@
 // (e2m-luxpower-sim, its own implementation of LXP) and the daemon. Values against the
 // simulator's registers, discovery through the validator, every control round trip (AC charge
 // changes bit 7 of holding 21 and nothing else), refused commands changing nothing, broadcasts
-// decoded between polls once the heartbeats are answered, and a dongle that drops, stalls or
-// corrupts frames.
+// decoded between polls once the heartbeats are answered, a dongle that drops, stalls or
+// corrupts frames, and learned serials kept across a kill -9 and restart.
 #include <check.h>
 #include <math.h>
 #include <signal.h>
@@ -23,7 +23,8 @@ struct rig {
     struct collector *mqtt;
 };
 
-static void rig_start(struct rig *r, const char *const *sim_args, const char *options)
+// Starts the broker, the simulator and the daemon, without waiting for the inverter.
+static void rig_launch(struct rig *r, const char *const *sim_args, const char *options)
 {
     memset(r, 0, sizeof(*r));
     broker_start(&r->broker, false);
@@ -56,6 +57,11 @@ static void rig_start(struct rig *r, const char *const *sim_args, const char *op
                                        r->broker.port, itest_dir(), r->dongle.ports[0],
                                        options ? options : "      poll_interval: 2s\n");
     daemon_start(&r->daemon, cfg, "daemon.log");
+}
+
+static void rig_start(struct rig *r, const char *const *sim_args, const char *options)
+{
+    rig_launch(r, sim_args, options);
     char *s = collector_wait(r->mqtt, "energy2mqtt/lux/availability", "online", 20000);
     ck_assert_msg(s, "the inverter never came online");
     free(s);
@@ -299,6 +305,64 @@ START_TEST(faults_and_reconnect)
 }
 END_TEST
 
+// The serials learned from the first frames are on disk within a second or two, so a daemon
+// killed with -9 right after and started again polls at once with them: it needs no heartbeat
+// (the simulator sends one only when told to, here once in the first run).
+START_TEST(serials_kept_across_restarts)
+{
+    static const char *const args[] = {"--heartbeat-ms", "86400000", "--broadcast-ms", "86400000",
+                                       NULL};
+    struct rig r;
+    rig_launch(&r, args, NULL);
+    char ok[1024];
+    long long end = itest_now_ms() + 10000;
+    while (itest_now_ms() < end && sim_command(&r.dongle, ok, sizeof(ok), "clients") &&
+           strcmp(ok, "ok 1") != 0)
+        itest_sleep_ms(50);
+    ck_assert_str_eq(ok, "ok 1");
+    ck_assert(sim_command(&r.dongle, ok, sizeof(ok), "heartbeat"));
+    char *s = collector_wait(r.mqtt, "energy2mqtt/lux/availability", "online", 20000);
+    ck_assert_msg(s, "the inverter never came online");
+    free(s);
+    ck_assert(proc_wait_log(&r.daemon, "the inverter's serial is 4410000001", 5000));
+
+    // On disk as hex: "BA10000001" and "4410000001".
+    char path[600];
+    snprintf(path, sizeof(path), "%s/energy2mqtt-state.json", itest_dir());
+    bool kept = false;
+    end = itest_now_ms() + 5000;
+    while (!kept && itest_now_ms() < end) {
+        char text[4096] = "";
+        FILE *f = fopen(path, "r");
+        if (f) {
+            text[fread(text, 1, sizeof(text) - 1, f)] = '\0';
+            fclose(f);
+        }
+        kept = strstr(text, "\"dongle_serial\":\"42413130303030303031\"") &&
+               strstr(text, "\"inverter_serial\":\"34343130303030303031\"");
+        if (!kept)
+            itest_sleep_ms(100);
+    }
+    ck_assert_msg(kept, "the learned serials were not written promptly to %s", path);
+    ck_assert_int_eq(proc_stop(&r.daemon, SIGKILL, 5000), 128 + SIGKILL);
+
+    collector_clear(r.mqtt);
+    double heartbeats = sim_stat(&r, "heartbeats"), reads = sim_stat(&r, "reads");
+    char cfg[600];
+    snprintf(cfg, sizeof(cfg), "%s/lux.yaml", itest_dir());
+    daemon_start(&r.daemon, cfg, "daemon2.log");
+    ck_assert(
+        proc_wait_log(&r.daemon, "the dongle's serial is BA10000001 (from the last run)", 5000));
+    s = collector_wait(r.mqtt, "energy2mqtt/lux/availability", "online", 10000);
+    ck_assert_msg(s, "the restarted daemon did not poll with the kept serials");
+    free(s);
+    ck_assert(sim_stat(&r, "reads") > reads);
+    ck_assert(sim_stat(&r, "heartbeats") == heartbeats);
+    ck_assert(sim_stat(&r, "wrong_dongle") == 0);
+    rig_stop(&r);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
     const struct itest_case all[] = {
@@ -306,6 +370,7 @@ int main(int argc, char **argv)
         {"controls", controls},
         {"broadcasts_need_heartbeat_echo", broadcasts_need_heartbeat_echo},
         {"faults_and_reconnect", faults_and_reconnect},
+        {"serials_kept_across_restarts", serials_kept_across_restarts},
     };
     return itest_main("luxpower", all, sizeof(all) / sizeof(all[0]), 180, argc, argv);
 }

@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: MIT
 // The luxpower driver against the fake core of fake_drv.c (every byte it sends, every register
 // block and job result it reports, a clock the test moves), fed frames as the dongle would.
-// Checks serial learning, reply matching (ours, larger blocks, other clients', exceptions),
-// unsolicited broadcasts, split frames and garbage, writes with their echo, bit writes as
-// read-modify-write of a fresh read, register 11 never written, heartbeat echo modes, the clock
-// check, silence and reconnects, and the configuration checks.
+// Checks serial learning and keeping serials across restarts, reply matching (ours, larger
+// blocks, other clients', exceptions), unsolicited broadcasts, split frames and garbage, writes
+// with their echo, bit writes as read-modify-write of a fresh read, register 11 never written,
+// heartbeat echo modes, the clock check, silence and reconnects, and the configuration checks.
 #include <check.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -243,6 +243,166 @@ START_TEST(test_configured_serials)
     reply_read(LXP_READ_INPUT, 80, 40, 0, INV);
     ck_assert_int_eq(fc.n_regs, 0);
     ck_assert_int_eq(fc.n_done, 0);
+    fake_drv_teardown();
+}
+END_TEST
+
+// ---- serials kept across restarts ----------------------------------------------------------
+
+// A serial as the learned store keeps it: 20 hex digits.
+static const char *hex(const uint8_t *serial)
+{
+    static char out[2][21];
+    static int which;
+    char *o = out[which++ % 2];
+    for (int i = 0; i < 10; i++)
+        snprintf(o + 2 * i, 3, "%02x", serial[i]);
+    return o;
+}
+
+// Learning stores both serials, once; a restart with them polls before any frame arrives.
+START_TEST(test_learned_serials_kept_for_the_next_start)
+{
+    setup();
+    fake_drv_start();
+    ck_assert_ptr_null(fake_drv_learned("dongle_serial"));
+    heartbeat(0);
+    ck_assert_str_eq(fake_drv_learned("dongle_serial"), hex(DL));
+    ck_assert_ptr_null(fake_drv_learned("inverter_serial"));
+    ck_assert_int_eq(fc.learned_changes, 1);
+    job(read_job(T_INPUT, 0, 40));
+    one_sent();
+    reply_read(LXP_READ_INPUT, 0, 40, 1000, INV);
+    ck_assert_str_eq(fake_drv_learned("inverter_serial"), hex(INV));
+    ck_assert_int_eq(fc.learned_changes, 2);
+    // Seen again: nothing new to keep.
+    heartbeat(0);
+    reply_read(LXP_READ_INPUT, 0, 40, 1000, INV);
+    ck_assert_int_eq(fc.learned_changes, 2);
+    char dongle[32], inverter[32];
+    snprintf(dongle, sizeof(dongle), "%s", fake_drv_learned("dongle_serial"));
+    snprintf(inverter, sizeof(inverter), "%s", fake_drv_learned("inverter_serial"));
+    fake_drv_teardown();
+
+    // The next start: no heartbeat yet, and the first poll goes out with both serials.
+    setup();
+    fake_drv_learn("dongle_serial", dongle);
+    fake_drv_learn("inverter_serial", inverter);
+    fake_drv_start();
+    job(read_job(T_INPUT, 0, 40));
+    ck_assert_int_eq(fc.n_done, 0);
+    struct lxp_frame f = one_sent();
+    ck_assert_mem_eq(f.datalog, DL, 10);
+    ck_assert_mem_eq(f.inverter, INV, 10);
+    reply_read(LXP_READ_INPUT, 0, 40, 1000, INV);
+    ck_assert_int_eq(last_done()->status, DRV_OK);
+    // Writes need the inverter's serial: known too.
+    job(write_job(66, 50));
+    f = one_sent();
+    ck_assert(f.function == LXP_WRITE_SINGLE && f.reg == 66);
+    ck_assert_mem_eq(f.inverter, INV, 10);
+    heartbeat(0);
+    ck_assert_int_eq(fc.poll_all, 0); // nothing was skipped
+    ck_assert_int_eq(fc.learned_changes, 0);
+    fake_drv_teardown();
+}
+END_TEST
+
+// A dongle or inverter replaced since the last run: its first frame replaces the kept serial.
+START_TEST(test_kept_serials_replaced_by_the_device)
+{
+    static const uint8_t OLD_DL[10] = "OLD0000001", OLD_INV[10] = "OLD0000002";
+    setup();
+    fake_drv_learn("dongle_serial", hex(OLD_DL));
+    fake_drv_learn("inverter_serial", hex(OLD_INV));
+    fake_drv_start();
+    job(read_job(T_INPUT, 0, 40));
+    struct lxp_frame f = one_sent();
+    ck_assert_mem_eq(f.datalog, OLD_DL, 10);
+    ck_assert_mem_eq(f.inverter, OLD_INV, 10);
+    heartbeat(0);
+    ck_assert_str_eq(fake_drv_learned("dongle_serial"), hex(DL));
+    // The new inverter's frame is its data, and answers the read.
+    reply_read(LXP_READ_INPUT, 0, 40, 1000, INV);
+    ck_assert_str_eq(fake_drv_learned("inverter_serial"), hex(INV));
+    ck_assert_int_eq(fc.learned_changes, 2);
+    ck_assert_int_eq(fc.n_regs, 1);
+    ck_assert_int_eq(last_done()->status, DRV_OK);
+    job(read_job(T_INPUT, 40, 40));
+    f = one_sent();
+    ck_assert_mem_eq(f.datalog, DL, 10);
+    ck_assert_mem_eq(f.inverter, INV, 10);
+    // Once confirmed, another inverter's frame is foreign again, not a replacement.
+    reply_read(LXP_READ_INPUT, 40, 40, 0, OLD_INV);
+    ck_assert_str_eq(fake_drv_learned("inverter_serial"), hex(INV));
+    ck_assert_int_eq(fc.n_regs, 1);
+    fake_drv_teardown();
+}
+END_TEST
+
+// The options win over kept serials, which they neither use nor overwrite.
+START_TEST(test_options_win_over_kept_serials)
+{
+    setup();
+    fake_drv_set_option("dongle_serial", "XY00000001");
+    fake_drv_set_option("inverter_serial", "ZZ00000002");
+    fake_drv_learn("dongle_serial", hex(DL));
+    fake_drv_learn("inverter_serial", hex(INV));
+    fake_drv_start();
+    job(read_job(T_INPUT, 0, 40));
+    struct lxp_frame f = one_sent();
+    ck_assert_mem_eq(f.datalog, "XY00000001", 10);
+    ck_assert_mem_eq(f.inverter, "ZZ00000002", 10);
+    heartbeat(0);
+    reply_read(LXP_READ_INPUT, 0, 40, 0, INV);
+    ck_assert_int_eq(fc.learned_changes, 0);
+    ck_assert_str_eq(fake_drv_learned("dongle_serial"), hex(DL));
+    fake_drv_teardown();
+}
+END_TEST
+
+// What is kept but is no serial is ignored: the driver learns as on a first start.
+static const char *const bad_kept[] = {
+    "42413132333435363738ff00", // too long
+    "4241313233343536373",      // too short
+    "zz413132333435363738",     // not hex
+    "00000000000000000000",     // no serial at all
+    "",
+};
+
+START_TEST(test_bad_kept_serial_ignored)
+{
+    setup();
+    fake_drv_learn("dongle_serial", bad_kept[_i]);
+    fake_drv_start();
+    job(read_job(T_INPUT, 0, 40));
+    nothing_sent();
+    ck_assert_int_eq(last_done()->status, DRV_SKIPPED);
+    heartbeat(0);
+    ck_assert_str_eq(fake_drv_learned("dongle_serial"), hex(DL));
+    ck_assert_int_eq(fc.poll_all, 1);
+    fake_drv_teardown();
+}
+END_TEST
+
+// A serial that is not printable text is kept byte for byte.
+START_TEST(test_binary_serial_kept_exactly)
+{
+    static const uint8_t BIN[10] = {0x00, 0x01, 0x7f, 0x80, 0xff, 'A', ' ', 0x0a, 0xc3, 0x28};
+    setup();
+    fake_drv_start();
+    uint8_t b[32];
+    int n = lxp_encode_heartbeat(b, sizeof(b), 2, BIN, 0);
+    fake_drv_receive(b, (size_t)n);
+    ck_assert_str_eq(fake_drv_learned("dongle_serial"), "00017f80ff41200ac328");
+    char kept[32];
+    snprintf(kept, sizeof(kept), "%s", fake_drv_learned("dongle_serial"));
+    fake_drv_teardown();
+    setup();
+    fake_drv_learn("dongle_serial", kept);
+    fake_drv_start();
+    job(read_job(T_INPUT, 0, 40));
+    ck_assert_mem_eq(one_sent().datalog, BIN, 10);
     fake_drv_teardown();
 }
 END_TEST
@@ -729,6 +889,11 @@ int main(void)
     tcase_add_test(tc, test_poll_before_the_dongle_is_known_is_skipped);
     tcase_add_test(tc, test_serials_learned_from_traffic);
     tcase_add_test(tc, test_configured_serials);
+    tcase_add_test(tc, test_learned_serials_kept_for_the_next_start);
+    tcase_add_test(tc, test_kept_serials_replaced_by_the_device);
+    tcase_add_test(tc, test_options_win_over_kept_serials);
+    tcase_add_loop_test(tc, test_bad_kept_serial_ignored, 0, (int)N(bad_kept));
+    tcase_add_test(tc, test_binary_serial_kept_exactly);
     tcase_add_test(tc, test_split_garbage_and_bad_crc);
     tcase_add_test(tc, test_larger_blocks_and_broadcasts);
     tcase_add_test(tc, test_exception_refuses_the_read);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
-// Unit tests for the persistent state file (core/persist): round trips, dirty tracking,
-// atomic replacement, corrupt and foreign files, and survival of kill -9 during writes.
+// Unit tests for the persistent state file (core/persist): round trips of counters and learned
+// texts, dirty tracking, atomic replacement, old, corrupt and foreign files, and survival of
+// kill -9 during writes.
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
@@ -262,6 +263,7 @@ static const char *const foreign[] = {
     "{\"version\":1,\"counters\":[]}",
     "{\"counters\":{\"d\":{\"e\":[5,1]}}}",
     "[1,2,3]",
+    "{\"version\":1,\"counters\":{},\"learned\":[\"x\"]}",
 };
 
 START_TEST(test_unknown_layout_ignored)
@@ -335,10 +337,152 @@ START_TEST(test_unwritable_dir_reports)
 }
 END_TEST
 
+// ---- learned texts --------------------------------------------------------------------------
+
+struct text {
+    const char *dev, *key, *value;
+};
+
+static const struct text texts[] = {
+    {"lux", "dongle_serial", "4241313233343536373800"},
+    {"lux", "inverter_serial", "0123456789"},
+    {"dtu", "inverter_serial", "116180123456"},
+    {"meter1", "ünïcode", "wert: ÄÖÜ ✓"},
+    {"meter1", "empty", ""},
+};
+
+START_TEST(test_text_round_trip)
+{
+    struct persist *p = persist_open(dir);
+    for (size_t i = 0; i < N(texts); i++)
+        ck_assert(persist_set_text(p, texts[i].dev, texts[i].key, texts[i].value));
+    pset(p, "lux", "energy", 12.5, 3); // counters and texts side by side, even for one device
+    ck_assert(persist_dirty(p));
+    ck_assert_int_eq(persist_flush(p), 0);
+    persist_close(p);
+
+    p = persist_open(dir);
+    ck_assert(!persist_dirty(p));
+    char buf[64];
+    for (size_t i = 0; i < N(texts); i++) {
+        memset(buf, 'x', sizeof(buf));
+        ck_assert_msg(persist_get_text(p, texts[i].dev, texts[i].key, buf, sizeof(buf)),
+                      "%s/%s missing", texts[i].dev, texts[i].key);
+        ck_assert_str_eq(buf, texts[i].value);
+    }
+    double v;
+    int64_t ms;
+    ck_assert(pget(p, "lux", "energy", &v, &ms));
+    ck_assert_double_eq(v, 12.5);
+    ck_assert(!persist_get_text(p, "lux", "nope", buf, sizeof(buf)));
+    ck_assert(!persist_get_text(p, "nope", "inverter_serial", buf, sizeof(buf)));
+    ck_assert(!persist_get_text(p, "lux", "energy", buf, sizeof(buf))); // a counter, not a text
+    // Too long for the buffer: absent rather than cut short (a cut serial is a wrong one).
+    ck_assert(persist_get_text(p, "lux", "inverter_serial", buf, 11));
+    ck_assert_str_eq(buf, "0123456789");
+    ck_assert(!persist_get_text(p, "lux", "inverter_serial", buf, 10));
+    ck_assert(!persist_get_text(p, "lux", "inverter_serial", buf, 0));
+    persist_close(p);
+}
+END_TEST
+
+START_TEST(test_text_dirty_only_on_change)
+{
+    struct persist *p = persist_open(dir);
+    ck_assert(persist_set_text(p, "d", "serial", "A1"));
+    ck_assert_int_eq(persist_flush(p), 0);
+    ck_assert(exists(file));
+    // The same value again is no change: nothing to write (the removed file stays removed).
+    ck_assert_int_eq(unlink(file), 0);
+    ck_assert(!persist_set_text(p, "d", "serial", "A1"));
+    ck_assert(!persist_dirty(p));
+    ck_assert_int_eq(persist_flush(p), 0);
+    ck_assert(!exists(file));
+    // A new value is.
+    ck_assert(persist_set_text(p, "d", "serial", "A2"));
+    ck_assert(persist_dirty(p));
+    ck_assert_int_eq(persist_flush(p), 0);
+    ck_assert(exists(file));
+    // Forgetting a value is a change; forgetting an absent one is not.
+    ck_assert(persist_set_text(p, "d", "serial", NULL));
+    ck_assert(persist_dirty(p));
+    ck_assert_int_eq(persist_flush(p), 0);
+    ck_assert(!persist_set_text(p, "d", "serial", NULL));
+    ck_assert(!persist_set_text(p, "other", "serial", NULL));
+    ck_assert(!persist_dirty(p));
+    // Not UTF-8: refused and logged, nothing changes.
+    ck_assert(!persist_set_text(p, "d", "serial", "\xff\xfe"));
+    ck_assert(!persist_dirty(p));
+    ck_assert_ptr_nonnull(strstr(logged, "not UTF-8"));
+    persist_close(p);
+    p = persist_open(dir);
+    char buf[16];
+    ck_assert(!persist_get_text(p, "d", "serial", buf, sizeof(buf)));
+    persist_close(p);
+}
+END_TEST
+
+// A file written before learned texts existed loads as it is, and gains them later.
+START_TEST(test_file_without_learned_texts)
+{
+    write_file(file, "{\"version\":1,\"counters\":{\"d\":{\"e\":[5,1]}}}");
+    struct persist *p = persist_open(dir);
+    ck_assert(!persist_dirty(p));
+    ck_assert(exists(file));
+    double v;
+    int64_t ms;
+    ck_assert(pget(p, "d", "e", &v, &ms));
+    ck_assert_double_eq(v, 5);
+    char buf[16];
+    ck_assert(!persist_get_text(p, "d", "serial", buf, sizeof(buf)));
+    ck_assert(persist_set_text(p, "d", "serial", "S1"));
+    ck_assert_int_eq(persist_flush(p), 0);
+    persist_close(p);
+    p = persist_open(dir);
+    ck_assert(pget(p, "d", "e", &v, &ms));
+    ck_assert_double_eq(v, 5);
+    ck_assert(persist_get_text(p, "d", "serial", buf, sizeof(buf)));
+    ck_assert_str_eq(buf, "S1");
+    persist_close(p);
+    // Entries that are not texts are absent; the others are still there.
+    write_file(file,
+               "{\"version\":1,\"counters\":{},"
+               "\"learned\":{\"d\":{\"num\":5,\"arr\":[\"x\"],\"ok\":\"y\"},\"flat\":\"z\"}}");
+    p = persist_open(dir);
+    ck_assert(!persist_get_text(p, "d", "num", buf, sizeof(buf)));
+    ck_assert(!persist_get_text(p, "d", "arr", buf, sizeof(buf)));
+    ck_assert(!persist_get_text(p, "flat", "z", buf, sizeof(buf)));
+    ck_assert(persist_get_text(p, "d", "ok", buf, sizeof(buf)));
+    ck_assert_str_eq(buf, "y");
+    persist_close(p);
+}
+END_TEST
+
+START_TEST(test_text_memory_only)
+{
+    struct persist *p = persist_open(NULL);
+    ck_assert(persist_set_text(p, "d", "k", "v"));
+    char buf[4];
+    ck_assert(persist_get_text(p, "d", "k", buf, sizeof(buf)));
+    ck_assert_str_eq(buf, "v");
+    ck_assert_int_eq(persist_flush(p), 0);
+    ck_assert(!persist_dirty(p));
+    ck_assert(!exists(file));
+    persist_close(p);
+}
+END_TEST
+
 // ---- kill -9 ------------------------------------------------------------------------------
 
-// The child flushes a rising counter as fast as it can and reports each value on the pipe
-// once its flush returned. It never returns.
+// The learned text that goes with counter value v.
+static void serial_for(double v, char *out, size_t n)
+{
+    snprintf(out, n, "SN%012.0f", v);
+}
+
+// The child flushes a rising counter and a learned text that changes with it as fast as it can
+// and reports each value on the pipe once its flush returned. A second text, learned once by
+// the first child, is never set again: every later flush must carry it over. It never returns.
 static void writer_child(int fd)
 {
     struct persist *p = persist_open(dir);
@@ -346,9 +490,14 @@ static void writer_child(int fd)
     int64_t ms;
     if (!pget(p, "dev", "ctr", &v, &ms))
         v = 0;
+    if (v == 0)
+        persist_set_text(p, "dev", "learned_once", "ONCE-1234567890");
     for (;;) {
         v += 1;
         pset(p, "dev", "ctr", v, (int64_t)v);
+        char serial[32];
+        serial_for(v, serial, sizeof(serial));
+        persist_set_text(p, "dev", "serial", serial);
         // Some bulk, so a write takes long enough to be interrupted in the middle.
         for (int i = 0; i < 50; i++) {
             char ent[16];
@@ -395,6 +544,9 @@ START_TEST(test_kill_9_never_tears_the_file)
         double v = -1;
         int64_t ms;
         bool have = pget(p, "dev", "ctr", &v, &ms);
+        char serial[32] = "", once[32] = "", want[32];
+        bool have_serial = persist_get_text(p, "dev", "serial", serial, sizeof(serial));
+        bool have_once = persist_get_text(p, "dev", "learned_once", once, sizeof(once));
         persist_close(p);
         char aside[PATH_MAX + 64];
         snprintf(aside, sizeof(aside), "%s.corrupt", file);
@@ -405,6 +557,13 @@ START_TEST(test_kill_9_never_tears_the_file)
             ck_assert_msg(v == last || v == last + 1, "round %d: flushed %g, file has %g", round,
                           last, v);
             ck_assert_int_eq(ms, (int64_t)v);
+            // The texts of the same flush: the latest serial with its counter, and the one
+            // learned long ago, whatever number of rewrites came since.
+            serial_for(v, want, sizeof(want));
+            ck_assert_msg(have_serial, "round %d: the learned serial is lost", round);
+            ck_assert_str_eq(serial, want);
+            ck_assert_msg(have_once, "round %d: the text learned once is lost", round);
+            ck_assert_str_eq(once, "ONCE-1234567890");
             floor_value = v;
             interrupted_with_data++;
         }
@@ -452,6 +611,10 @@ static Suite *persist_suite(void)
     tcase_add_test(tc, test_bad_entries_are_absent);
     tcase_add_test(tc, test_memory_only);
     tcase_add_test(tc, test_unwritable_dir_reports);
+    tcase_add_test(tc, test_text_round_trip);
+    tcase_add_test(tc, test_text_dirty_only_on_change);
+    tcase_add_test(tc, test_file_without_learned_texts);
+    tcase_add_test(tc, test_text_memory_only);
     suite_add_tcase(s, tc);
 
     TCase *kc = tcase_create("kill");

@@ -100,6 +100,111 @@ void drv_poll_all(struct drv_ctx *c)
     fc.poll_all++;
 }
 
+void drv_poll_first(struct drv_ctx *c, uint8_t group)
+{
+    (void)c;
+    fc.poll_first++;
+    fc.poll_first_group = group;
+}
+
+static struct fake_value *add_value(uint16_t field)
+{
+    ck_assert_int_lt(fc.n_values, (int)N(fc.values));
+    struct fake_value *v = &fc.values[fc.n_values++];
+    memset(v, 0, sizeof(*v));
+    v->field = field;
+    return v;
+}
+
+void drv_value(struct drv_ctx *c, uint16_t field, double value)
+{
+    (void)c;
+    add_value(field)->num = value;
+}
+
+void drv_value_assumed(struct drv_ctx *c, uint16_t field, double value)
+{
+    (void)c;
+    struct fake_value *v = add_value(field);
+    v->num = value;
+    v->assumed = true;
+}
+
+void drv_text(struct drv_ctx *c, uint16_t field, const char *text)
+{
+    (void)c;
+    struct fake_value *v = add_value(field);
+    v->text = true;
+    snprintf(v->str, sizeof(v->str), "%s", text);
+}
+
+void drv_unknown(struct drv_ctx *c, uint16_t field)
+{
+    (void)c;
+    add_value(field)->unknown = true;
+}
+
+const struct fake_value *fake_drv_value(uint16_t field)
+{
+    for (int i = fc.n_values - 1; i >= 0; i--)
+        if (fc.values[i].field == field)
+            return &fc.values[i];
+    return NULL;
+}
+
+static struct fake_learned *find_learned(const char *key)
+{
+    for (int i = 0; i < fc.n_learned; i++)
+        if (strcmp(fc.learned[i].key, key) == 0)
+            return &fc.learned[i];
+    return NULL;
+}
+
+// Stores without counting a change; returns whether the value changed.
+static bool store_learned(const char *key, const char *value)
+{
+    ck_assert_uint_lt(strlen(key), sizeof(fc.learned[0].key));
+    ck_assert_uint_lt(strlen(value), sizeof(fc.learned[0].value));
+    struct fake_learned *l = find_learned(key);
+    if (l && strcmp(l->value, value) == 0)
+        return false;
+    if (!l) {
+        ck_assert_int_lt(fc.n_learned, (int)N(fc.learned));
+        l = &fc.learned[fc.n_learned++];
+        snprintf(l->key, sizeof(l->key), "%s", key);
+    }
+    snprintf(l->value, sizeof(l->value), "%s", value);
+    return true;
+}
+
+bool drv_learned_get(const struct drv_ctx *c, const char *key, char *buf, size_t n)
+{
+    (void)c;
+    const struct fake_learned *l = find_learned(key);
+    if (!l || strlen(l->value) >= n)
+        return false;
+    memcpy(buf, l->value, strlen(l->value) + 1);
+    return true;
+}
+
+void drv_learned_set(struct drv_ctx *c, const char *key, const char *value)
+{
+    (void)c;
+    if (store_learned(key, value))
+        fc.learned_changes++;
+}
+
+void fake_drv_learn(const char *key, const char *value)
+{
+    store_learned(key, value);
+}
+
+const char *fake_drv_learned(const char *key)
+{
+    const struct fake_learned *l = find_learned(key);
+    return l ? l->value : NULL;
+}
+
 void drv_job_done(struct drv_ctx *c, enum drv_status status, int code, const char *fmt, ...)
 {
     (void)c;
@@ -178,6 +283,12 @@ void fake_drv_start(void)
     fc.drv->tcp_connected(fc.state);
 }
 
+void fake_drv_start_idle(void)
+{
+    ck_assert_int_eq(fc.drv->open(fake_drv_device(), &fc.state), 0);
+    ck_assert_int_eq(fc.drv->start(fc.state, &fc.ctx), 0);
+}
+
 void fake_drv_receive(const uint8_t *buf, size_t len)
 {
     ck_assert_uint_le(fc.rx_len + len, sizeof(fc.rx));
@@ -185,6 +296,8 @@ void fake_drv_receive(const uint8_t *buf, size_t len)
     fc.rx_len += len;
     while (fc.rx_len) {
         size_t used = fc.drv->tcp_data(fc.state, fc.rx, fc.rx_len);
+        if (!fc.tcp_open)
+            break; // the driver closed the connection: the rest is gone with it
         if (used == 0)
             break;
         ck_assert_uint_le(used, fc.rx_len);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // A fake core for driver unit tests: the drv_* services a TCP driver calls (the core's device
-// runtime is not linked), recording what the driver sends and reports, on a clock the test moves.
+// runtime is not linked), recording what the driver sends and reports, on a clock the test moves,
+// with an in-memory store for what drivers learn.
 #ifndef E2M_TESTS_FAKE_DRV_H
 #define E2M_TESTS_FAKE_DRV_H
 
@@ -31,6 +32,20 @@ struct fake_regs {
     uint16_t first; // values[0]
 };
 
+// One drv_value(), drv_value_assumed(), drv_text() or drv_unknown() call.
+struct fake_value {
+    uint16_t field;
+    bool text, assumed, unknown;
+    double num;
+    char str[DRV_TEXT];
+};
+
+// A value of the learned store (drv_learned_get/drv_learned_set).
+struct fake_learned {
+    char key[32];
+    char value[64];
+};
+
 struct fake_drv {
     struct drv_ctx ctx;
     const struct driver_ops *drv;
@@ -53,7 +68,15 @@ struct fake_drv {
     struct fake_regs regs[64];
     int n_regs;
     int alive, poll_all; // drv_alive() and drv_poll_all() calls
-    uint8_t rx[4096];    // bytes "received" and not yet consumed
+    int poll_first;      // drv_poll_first() calls, the last one for poll_first_group
+    uint8_t poll_first_group;
+    struct fake_value values[512];
+    int n_values;
+    // The learned store, empty after fake_drv_setup(); learned_changes counts the
+    // drv_learned_set() calls that changed it.
+    struct fake_learned learned[8];
+    int n_learned, learned_changes;
+    uint8_t rx[4096]; // bytes "received" and not yet consumed
     size_t rx_len;
 };
 
@@ -73,6 +96,14 @@ void fake_drv_set_option(const char *name, const char *value);
 const struct drv_device *fake_drv_device(void);
 // Opens and starts the driver, asserts that it connects at once, and accepts the connection.
 void fake_drv_start(void);
+// Opens and starts the driver without expecting a connection (drivers that connect per job).
+void fake_drv_start_idle(void);
+// Puts `value` into the learned store as if a previous run had learned it (not a change).
+void fake_drv_learn(const char *key, const char *value);
+// The learned store's value for `key`, or NULL.
+const char *fake_drv_learned(const char *key);
+// The last value reported for `field` (NULL when none).
+const struct fake_value *fake_drv_value(uint16_t field);
 // Bytes from the device, handed over the way the core's TCP layer does: frame by frame until
 // the driver wants more.
 void fake_drv_receive(const uint8_t *buf, size_t len);

@@ -23,6 +23,11 @@
 // sleep_interval, and the first probe of the morning re-reads AppInfo (the seed changes with
 // every DTU boot).
 //
+// Serial: the inverter's serial comes with AppInfo; it picks the inverter's entries out of the
+// real data and goes into the on/off commands. It is kept in the state directory
+// (drv_learned_set), so after a restart it is known before the first AppInfo reply, which at
+// night may be hours away; a different serial in AppInfo replaces it.
+//
 // Controls: the persistent power limit in % (action 8: written to flash, so the entity file
 // gives it a write interval and a dead band), the runtime limit in W (action 211, RAM only),
 // inverter on/off and the restarts (cloud-tag 0x2305 commands, which the DTU takes locally but
@@ -502,8 +507,10 @@ static void on_app_info(struct hm *m, const Hoymiles__APPInfoDataReqDTO *r)
         const Hoymiles__APPPvInfoMO *pv = r->pv_info[i];
         if (!pv->has_pv_serial_number)
             continue;
-        m->inverter_serial = pv->pv_serial_number;
         hm_serial_text(pv->pv_serial_number, text, sizeof(text));
+        if (pv->pv_serial_number != m->inverter_serial && pv->pv_serial_number != 0)
+            drv_learned_set(m->ctx, "inverter_serial", text);
+        m->inverter_serial = pv->pv_serial_number;
         drv_text(m->ctx, F_INVERTER_SERIAL, text);
         const char *model = hm_inverter_model(pv->pv_serial_number);
         drv_text(m->ctx, F_INVERTER_MODEL, model ? model : "unknown");
@@ -755,10 +762,29 @@ static void hm_close(void *state)
     free(m);
 }
 
+// The inverter's serial as the last run learned it (hex digits, as hm_serial_text writes it).
+static void restore_serial(struct hm *m)
+{
+    char text[24];
+    if (!drv_learned_get(m->ctx, "inverter_serial", text, sizeof(text)))
+        return;
+    size_t len = strlen(text);
+    errno = 0;
+    unsigned long long v = len ? strtoull(text, NULL, 16) : 0;
+    if (len == 0 || len > 16 || strspn(text, "0123456789abcdefABCDEF") != len || errno || v == 0 ||
+        v > INT64_MAX) {
+        log_warn(m->id, "the inverter's serial kept from the last run ('%s') is not one", text);
+        return;
+    }
+    m->inverter_serial = (int64_t)v;
+    log_info(m->id, "the inverter's serial is %s (from the last run)", text);
+}
+
 static int hm_start(void *state, struct drv_ctx *ctx)
 {
     struct hm *m = state;
     m->ctx = ctx;
+    restore_serial(m);
     drv_poll_first(ctx, G_INFO); // encryption and seed before anything else
     return 0;
 }

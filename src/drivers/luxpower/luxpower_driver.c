@@ -17,7 +17,10 @@
 // learned from the first frames (a heartbeat has the dongle's, any register frame both) unless
 // the options give them; until the dongle's is known a poll sends nothing (DRV_SKIPPED), and
 // until the inverter's is known reads carry ten zero bytes in its place (EG4 firmware answers
-// those, and the reply teaches us the serial) while writes wait (DRV_ERR_BUSY).
+// those, and the reply teaches us the serial) while writes wait (DRV_ERR_BUSY). Learned serials
+// are kept in the state directory (drv_learned_set), so after a restart the first poll goes out
+// at once instead of waiting up to a minute for a heartbeat; the device's first frame still has
+// the last word (a replaced dongle or inverter is learned again), the options always win.
 //
 // Replies are matched by device function and start register; an exception reply for the same
 // function and register is the refusal. A register frame that covers the read in flight
@@ -145,6 +148,8 @@ struct lux {
     uint8_t datalog[LXP_SERIAL_LEN], inverter[LXP_SERIAL_LEN];
     bool have_datalog, have_inverter;
     bool datalog_fixed, inverter_fixed; // from the options: never replaced by learned ones
+    // From the last run: used until the device's first frame confirms or replaces them.
+    bool datalog_restored, inverter_restored;
     bool warned_datalog, warned_inverter;
     bool skipped; // polls were skipped for want of the dongle's serial: poll all once known
 
@@ -477,18 +482,86 @@ static bool answers(const struct lux *m, const struct lxp_frame *f)
     }
 }
 
-// Learns a serial from traffic, or checks it against the configured one.
-static void learn(struct lux *m, uint8_t *mine, bool *have, bool fixed, bool *warned,
-                  const uint8_t *seen, const char *what)
+// Serials are kept as 20 hex digits: they are 10 opaque bytes, printable or not.
+static void serial_hex(const uint8_t *serial, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < LXP_SERIAL_LEN; i++) {
+        out[2 * i] = hex[serial[i] >> 4];
+        out[2 * i + 1] = hex[serial[i] & 15];
+    }
+    out[2 * LXP_SERIAL_LEN] = '\0';
+}
+
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static bool serial_unhex(const char *text, uint8_t *serial)
+{
+    uint8_t s[LXP_SERIAL_LEN];
+    if (strlen(text) != 2 * LXP_SERIAL_LEN)
+        return false;
+    for (size_t i = 0; i < LXP_SERIAL_LEN; i++) {
+        int hi = hex_digit(text[2 * i]), lo = hex_digit(text[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return false;
+        s[i] = (uint8_t)(hi << 4 | lo);
+    }
+    if (memcmp(s, NO_SERIAL, LXP_SERIAL_LEN) == 0)
+        return false;
+    memcpy(serial, s, LXP_SERIAL_LEN);
+    return true;
+}
+
+// A serial the last run learned, unless the options give it.
+static void restore(struct lux *m, const char *key, uint8_t *mine, bool *have, bool *restored,
+                    const char *what)
+{
+    char text[2 * LXP_SERIAL_LEN + 1 + 8];
+    if (*have || !drv_learned_get(m->ctx, key, text, sizeof(text)))
+        return;
+    if (!serial_unhex(text, mine)) {
+        log_warn(m->id, "the %s's serial kept from the last run ('%s') is not one", what, text);
+        return;
+    }
+    *have = *restored = true;
+    lxp_serial_text(mine, text);
+    log_info(m->id, "the %s's serial is %s (from the last run)", what, text);
+}
+
+// Learns a serial from traffic, or checks it against the configured one. A serial kept from
+// the last run counts until the device says otherwise in its first frame.
+static void learn(struct lux *m, uint8_t *mine, bool *have, bool fixed, bool *restored,
+                  bool *warned, const uint8_t *seen, const char *what, const char *key)
 {
     if (memcmp(seen, NO_SERIAL, LXP_SERIAL_LEN) == 0)
         return;
     char text[2 * LXP_SERIAL_LEN + 1];
     lxp_serial_text(seen, text);
-    if (!*have) {
+    bool replaced = *have && *restored && memcmp(mine, seen, LXP_SERIAL_LEN) != 0;
+    *restored = false;
+    if (!*have || replaced) {
+        if (replaced) {
+            char was[2 * LXP_SERIAL_LEN + 1];
+            lxp_serial_text(mine, was);
+            log_info(m->id, "the %s's serial is %s now (it was %s in the last run)", what, text,
+                     was);
+        } else {
+            log_info(m->id, "the %s's serial is %s", what, text);
+        }
         memcpy(mine, seen, LXP_SERIAL_LEN);
         *have = true;
-        log_info(m->id, "the %s's serial is %s", what, text);
+        char hex[2 * LXP_SERIAL_LEN + 1];
+        serial_hex(mine, hex);
+        drv_learned_set(m->ctx, key, hex);
         return;
     }
     if (memcmp(mine, seen, LXP_SERIAL_LEN) != 0 && fixed && !*warned) {
@@ -518,8 +591,8 @@ static void on_translated(struct lux *m, const struct lxp_frame *f)
                   lxp_function_name(f->function) ? lxp_function_name(f->function) : "?", f->reg);
         return;
     }
-    learn(m, m->inverter, &m->have_inverter, m->inverter_fixed, &m->warned_inverter, f->inverter,
-          "inverter");
+    learn(m, m->inverter, &m->have_inverter, m->inverter_fixed, &m->inverter_restored,
+          &m->warned_inverter, f->inverter, "inverter", "inverter_serial");
     if (memcmp(f->inverter, NO_SERIAL, LXP_SERIAL_LEN) != 0 &&
         memcmp(f->inverter, m->inverter, LXP_SERIAL_LEN) != 0) {
         m->foreign_frames++; // another inverter's (or a misconfigured serial)
@@ -617,6 +690,9 @@ static int lux_start(void *state, struct drv_ctx *ctx)
     struct lux *m = state;
     m->ctx = ctx;
     m->started = true;
+    restore(m, "dongle_serial", m->datalog, &m->have_datalog, &m->datalog_restored, "dongle");
+    restore(m, "inverter_serial", m->inverter, &m->have_inverter, &m->inverter_restored,
+            "inverter");
     connect_now(m); // broadcasts come whether or not anything is asked
     return 0;
 }
@@ -685,8 +761,8 @@ static size_t lux_tcp_data(void *state, const uint8_t *buf, size_t len)
         return f.len;
     }
     m->frames++;
-    learn(m, m->datalog, &m->have_datalog, m->datalog_fixed, &m->warned_datalog, f.datalog,
-          "dongle");
+    learn(m, m->datalog, &m->have_datalog, m->datalog_fixed, &m->datalog_restored,
+          &m->warned_datalog, f.datalog, "dongle", "dongle_serial");
     if (m->skipped && m->have_datalog) {
         m->skipped = false;
         drv_poll_all(m->ctx); // what was skipped waiting for the serial, at once
