@@ -16,7 +16,7 @@
 #include "core/mem.h"
 #include "core/node.h"
 
-enum { SUPERVISOR_TIMEOUT_MS = 10000, SUPERVISOR_MAX_REPLY = 64 * 1024 };
+enum { SUPERVISOR_TIMEOUT_MS = 10000 };
 
 // A device option in the add-on is "key: value"; in the document it becomes one member of a
 // YAML flow mapping, spliced in as written so that `off`, `30s` or a list of quiet windows
@@ -282,14 +282,17 @@ fail:
 struct reply {
     char *text;
     size_t len;
+    bool too_long;
 };
 
 static size_t collect(char *data, size_t size, size_t n, void *arg)
 {
     struct reply *r = arg;
     size_t add = size * n;
-    if (r->len + add > SUPERVISOR_MAX_REPLY)
+    if (r->len + add > ADDON_MAX_REPLY) {
+        r->too_long = true;
         return 0; // ends the transfer with an error
+    }
     r->text = xrealloc(r->text, r->len + add + 1);
     memcpy(r->text + r->len, data, add);
     r->len += add;
@@ -350,7 +353,7 @@ int addon_query_supervisor(const char *base_url, const char *token, struct addon
         return -1;
     }
     struct curl_slist *headers = curl.slist_append(NULL, auth);
-    struct reply r = {xcalloc(1, 1), 0};
+    struct reply r = {xcalloc(1, 1), 0, false};
     curl.easy_setopt(c, CURLOPT_URL, url);
     curl.easy_setopt(c, CURLOPT_HTTPHEADER, headers);
     curl.easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
@@ -358,9 +361,17 @@ int addon_query_supervisor(const char *base_url, const char *token, struct addon
     curl.easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)SUPERVISOR_TIMEOUT_MS);
     curl.easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl.easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    // An announced length over the limit ends the transfer before the body (the write
+    // callback's own check covers answers without a length).
+    curl.easy_setopt(c, CURLOPT_MAXFILESIZE, (long)ADDON_MAX_REPLY);
     int rc = -1;
     CURLcode cc = curl.easy_perform(c);
     long status = 0;
+    if (r.too_long || cc == CURLE_FILESIZE_EXCEEDED) {
+        snprintf(err, err_size, "the Supervisor's answer is longer than %d bytes: ignored",
+                 ADDON_MAX_REPLY);
+        goto out;
+    }
     if (cc != CURLE_OK) {
         snprintf(err, err_size, "cannot reach the Supervisor at %s: %s", base_url,
                  curl.easy_strerror(cc));
@@ -387,10 +398,29 @@ out:
 
 static json_t *read_options(const char *path)
 {
-    json_error_t je;
-    json_t *o = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
-    if (!o)
-        log_error("addon", "%s:%d:%d: %s", path, je.line, je.column, je.text);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        log_error("addon", "cannot read %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    // One byte more than allowed tells a file at the limit from a longer one.
+    char *text = xmalloc((size_t)ADDON_MAX_OPTIONS + 1);
+    size_t len = fread(text, 1, (size_t)ADDON_MAX_OPTIONS + 1, f);
+    bool failed = ferror(f) != 0;
+    fclose(f);
+    json_t *o = NULL;
+    if (failed) {
+        log_error("addon", "cannot read %s", path);
+    } else if (len > ADDON_MAX_OPTIONS) {
+        log_error("addon", "%s is larger than %d bytes: not the add-on's options", path,
+                  ADDON_MAX_OPTIONS);
+    } else {
+        json_error_t je;
+        o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+        if (!o)
+            log_error("addon", "%s:%d:%d: %s", path, je.line, je.column, je.text);
+    }
+    free(text);
     return o;
 }
 

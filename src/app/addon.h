@@ -16,6 +16,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+// Size limits: the options file (real ones are a few KiB) and the Supervisor's answer (real
+// ones are under 1 KiB). Anything longer is refused with the reason.
+enum { ADDON_MAX_OPTIONS = 1024 * 1024, ADDON_MAX_REPLY = 64 * 1024 };
+
 // What the Supervisor says about the MQTT service (GET /services/mqtt).
 struct addon_broker {
     char host[256];
@@ -40,14 +44,15 @@ char *addon_build_config(const json_t *options, const struct addon_broker *broke
 bool addon_has_broker(const json_t *options);
 
 // Asks the Supervisor (`base_url`, e.g. http://supervisor) for the MQTT service with `token`.
-// Returns 0, or -1 with the reason in `err`.
+// Returns 0, or -1 with the reason in `err` (also for an answer over ADDON_MAX_REPLY).
 int addon_query_supervisor(const char *base_url, const char *token, struct addon_broker *out,
                            char *err, size_t err_size);
 
 // Everything above for the daemon: reads `options_path`, asks the Supervisor when needed
 // (SUPERVISOR_TOKEN, base URL from E2M_SUPERVISOR_URL or http://supervisor; the page's
 // address from E2M_ADDON_LISTEN or 0.0.0.0:8099; state in the options file's directory,
-// /data). Returns the document, or NULL after logging why.
+// /data). Returns the document, or NULL after logging why (an options file over
+// ADDON_MAX_OPTIONS is refused unread).
 char *addon_load(const char *options_path);
 
 #endif

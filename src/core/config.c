@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/diag.h"
@@ -25,6 +26,7 @@ struct cfg_loader {
     struct model **models; // loaded once per key
     const char **model_keys;
     size_t n_models;
+    bool password_in_file; // mqtt.password written out in the file (not a ${NAME})
 };
 
 static const char *const top_keys[] = {"mqtt",      "http",    "state_dir", "entities_dir",
@@ -88,6 +90,17 @@ static int parse_url(struct mqtt_config *m, const char *url)
     return (int)hlen; // the caller copies the host name
 }
 
+// Secrets on disk should be readable by their owner (and group) only: a copy readable by
+// every local user is a copy every local process can send elsewhere.
+static void warn_world_readable(const char *file, const char *what)
+{
+    struct stat st;
+    if (stat(file, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & S_IROTH))
+        log_warn("config",
+                 "%s holds %s and every local user can read it (mode %03o); run chmod 600 %s", file,
+                 what, (unsigned)(st.st_mode & 0777), file);
+}
+
 static char *read_secret_file(struct cfg_loader *L, const struct node *n, const char *path,
                               const char *file)
 {
@@ -96,13 +109,29 @@ static char *read_secret_file(struct cfg_loader *L, const struct node *n, const 
         diag_at(L->r.d, L->r.file, n, path, "cannot read %s: %s", file, strerror(errno));
         return NULL;
     }
-    char buf[1024];
+    char buf[CONFIG_MAX_SECRET + 2];
     size_t len = fread(buf, 1, sizeof(buf) - 1, f);
     fclose(f);
     buf[len] = '\0';
     while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
         buf[--len] = '\0';
+    if (len > CONFIG_MAX_SECRET) {
+        // Cut short, it would be a wrong password that nobody can see: refuse it instead.
+        diag_at(L->r.d, L->r.file, n, path, "%s is longer than %d bytes: not a password", file,
+                CONFIG_MAX_SECRET);
+        return NULL;
+    }
+    warn_world_readable(file, "the MQTT password");
     return arena_strdup(L->r.a, buf);
+}
+
+// Whether a value is nothing but one ${NAME} (without a default): then the secret lives in
+// the environment, not in the file.
+static bool only_env_reference(const char *s)
+{
+    size_t n = strlen(s);
+    return n > 3 && s[0] == '$' && s[1] == '{' && s[n - 1] == '}' && !strstr(s, ":-") &&
+           !strchr(s + 2, '$') && strchr(s, '}') == s + n - 1;
 }
 
 static void read_mqtt(struct cfg_loader *L, const struct node *n)
@@ -122,7 +151,8 @@ static void read_mqtt(struct cfg_loader *L, const struct node *n)
         rd_check_keys(r, n, "mqtt", mqtt_keys);
         rd_str(r, n, "mqtt", "url", &m->url);
         rd_str(r, n, "mqtt", "username", &m->username);
-        rd_str(r, n, "mqtt", "password", &m->password);
+        if (rd_str(r, n, "mqtt", "password", &m->password) > 0)
+            L->password_in_file = !only_env_reference(node_get(n, "password")->str);
         const char *pwfile = NULL;
         if (rd_str(r, n, "mqtt", "password_file", &pwfile) > 0) {
             if (m->password)
@@ -161,6 +191,11 @@ static void read_mqtt(struct cfg_loader *L, const struct node *n)
     } else {
         const char *p = strstr(m->url, "://") + 3;
         m->host = arena_strndup(r->a, p, (size_t)hlen);
+        if (!m->tls && (m->ca_file || m->cert_file || m->tls_insecure))
+            log_warn("config",
+                     "mqtt: ca_file, cert_file and tls_insecure apply to mqtts:// only; %s is a "
+                     "connection without TLS",
+                     m->url);
     }
     if (!topic_level_ok(m->base_topic, true))
         diag_at(r->d, r->file, n ? node_get(n, "base_topic") : NULL, "mqtt.base_topic",
@@ -615,6 +650,10 @@ out:
         arena_free(a);
         return -EINVAL;
     }
+    if (!text && L.password_in_file)
+        warn_world_readable(path, "the MQTT password");
+    if (c->mqtt.key_file)
+        warn_world_readable(c->mqtt.key_file, "the MQTT client key");
     *out = c;
     return 0;
 }

@@ -21,6 +21,9 @@ struct model;
 
 enum discovery_mode { DISCOVERY_DEVICE, DISCOVERY_ENTITY };
 
+// The longest password a password_file may hold (a longer file is refused, not cut short).
+enum { CONFIG_MAX_SECRET = 1024 };
+
 struct mqtt_config {
     const char *url; // as written (never contains credentials)
     const char *host;
@@ -80,6 +83,8 @@ struct config {
 int64_t config_exchange_ms(const struct params *core_options);
 
 // Loads `path`. Returns 0 and *out, or -EINVAL with the problems in `d` (and *out NULL).
+// Logs a warning when `path` holds mqtt.password (written out, not as ${NAME}), the
+// password_file or the key_file is readable by every local user.
 int config_load(const char *path, struct config **out, struct diag *d);
 // The same from a document in memory; `name` stands for the file in messages and decides
 // the default state_dir (its directory).

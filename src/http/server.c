@@ -17,7 +17,10 @@
 #include "core/loop.h"
 #include "core/mem.h"
 
-enum { HTTP_MAX_CONNECTIONS = 32, HTTP_IDLE_TIMEOUT_S = 30 };
+// Bounds on what clients can make the daemon hold: connections, their idle time, and the
+// memory of one connection (request line and headers; bodies are never read), beyond which
+// libmicrohttpd answers with an error and closes the connection.
+enum { HTTP_MAX_CONNECTIONS = 32, HTTP_IDLE_TIMEOUT_S = 30, HTTP_CONNECTION_MEMORY = 16 * 1024 };
 
 struct http_server {
     struct loop *loop;
@@ -205,6 +208,15 @@ static enum MHD_Result handle(void *arg, struct MHD_Connection *c, const char *u
     return reply_error(c, MHD_HTTP_NOT_FOUND, "not found");
 }
 
+static bool is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)(const void *)ss)->sin_addr.s_addr) >> 24) ==
+               127;
+    const struct in6_addr *a6 = &((const struct sockaddr_in6 *)(const void *)ss)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a6) || (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
+}
+
 struct http_server *http_server_start(struct loop *loop, const struct http_config *cfg,
                                       const struct http_routes *routes)
 {
@@ -231,10 +243,11 @@ struct http_server *http_server_start(struct loop *loop, const struct http_confi
     s->cfg = cfg;
     s->epfd = -1;
     s->mhd = mhd.start_daemon(flags, (uint16_t)cfg->port, on_accept, s, handle, s,
-                              MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-                              MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_MAX_CONNECTIONS,
-                              MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_TIMEOUT_S,
-                              MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+                              MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
+                              (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT,
+                              (unsigned)HTTP_MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
+                              (unsigned)HTTP_IDLE_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                              (size_t)HTTP_CONNECTION_MEMORY, MHD_OPTION_END);
     if (!s->mhd) {
         log_error("http", "cannot listen on %s port %d (in use?)", cfg->address, cfg->port);
         free(s);
@@ -248,6 +261,11 @@ struct http_server *http_server_start(struct loop *loop, const struct http_confi
         return NULL;
     }
     s->epfd = info->epoll_fd;
+    if (!cfg->n_allow && !is_loopback(&ss))
+        log_warn("http",
+                 "listening on %s without http.allow: every client that can reach this host "
+                 "can read the status page and API",
+                 cfg->address);
     log_info("http", "status page and API on http://%s%s%s:%d/",
              strchr(cfg->address, ':') ? "[" : "", cfg->address,
              strchr(cfg->address, ':') ? "]" : "", cfg->port);

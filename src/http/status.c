@@ -201,6 +201,9 @@ char *status_metrics(const struct status_bridge *b, const struct status_device *
     sample_u(f, "e2m_mqtt_replaced_total", m->replaced);
     family(f, "e2m_mqtt_received_total", "counter", "Messages received.");
     sample_u(f, "e2m_mqtt_received_total", m->received);
+    family(f, "e2m_mqtt_oversized_total", "counter",
+           "Messages received over the inbound size limit, ignored.");
+    sample_u(f, "e2m_mqtt_oversized_total", m->oversized);
     family(f, "e2m_mqtt_queue_depth", "gauge", "Messages waiting for room in flight.");
     sample_u(f, "e2m_mqtt_queue_depth", m->queued);
     family(f, "e2m_mqtt_inflight", "gauge", "Messages handed to the library, not yet delivered.");

@@ -52,6 +52,11 @@ struct link {
     atomic_size_t inflight;
     atomic_bool drain_posted;
     struct link_stats stats;
+    struct log_budget oversized_log; // anyone who may publish can send these
+
+    // The last OpenSSL error of a connection attempt, reported by paho's thread through
+    // ssl_error_cb and taken by the failure callback; guarded by done_lock.
+    char tls_error[120];
 
     // link_free() waits for paho's disconnect to finish on these.
     pthread_mutex_t done_lock;
@@ -71,7 +76,7 @@ struct ev {
     bool retained;
     uint64_t hash; // EV_DIGEST
     bool marked;   // EV_DIGEST
-    char why[160];
+    char why[320];
 };
 
 static void on_event(void *arg);
@@ -105,9 +110,13 @@ static struct ev *ev_new(enum ev_kind kind)
 static void cb_connect_ok(void *ctx, MQTTAsync_successData *d)
 {
     (void)d;
+    struct link *l = ctx;
+    pthread_mutex_lock(&l->done_lock);
+    l->tls_error[0] = '\0';
+    pthread_mutex_unlock(&l->done_lock);
     struct ev *e = ev_new(EV_CONNECTED);
     if (e)
-        post(ctx, e);
+        post(l, e);
 }
 
 // What a refusal means for the user, by MQTT 3.1.1 CONNACK return code.
@@ -123,23 +132,60 @@ static const char *connack_reason(int code)
     }
 }
 
+// OpenSSL's error lines are "<thread>:error:<code>:<library>:<function>:<reason>:<file>:...";
+// the reason ("certificate verify failed") is what the user needs. The first error of an
+// attempt is the cause; later lines only add context.
+static int cb_tls_error(const char *str, size_t len, void *ctx)
+{
+    struct link *l = ctx;
+    char line[256];
+    snprintf(line, sizeof(line), "%.*s", (int)(len < sizeof(line) ? len : sizeof(line) - 1), str);
+    const char *reason = line;
+    for (int field = 0; field < 5 && reason; field++) {
+        reason = strchr(reason, ':');
+        if (reason)
+            reason++;
+    }
+    if (!reason || !*reason)
+        reason = line;
+    size_t n = strcspn(reason, ":\n");
+    pthread_mutex_lock(&l->done_lock);
+    if (!l->tls_error[0])
+        snprintf(l->tls_error, sizeof(l->tls_error), "%.*s", (int)n, reason);
+    pthread_mutex_unlock(&l->done_lock);
+    return 0;
+}
+
 static void cb_connect_fail(void *ctx, MQTTAsync_failureData *d)
 {
+    struct link *l = ctx;
     struct ev *e = ev_new(EV_CONNECT_FAILED);
+    char tls_error[sizeof(l->tls_error)];
+    pthread_mutex_lock(&l->done_lock);
+    snprintf(tls_error, sizeof(tls_error), "%s", l->tls_error);
+    l->tls_error[0] = '\0';
+    pthread_mutex_unlock(&l->done_lock);
     if (!e)
         return;
     const char *msg = d && d->message ? d->message : "refused";
     const char *why = strncmp(msg, "CONNACK", 7) == 0 && d ? connack_reason(d->code) : NULL;
     if (why)
         snprintf(e->why, sizeof(e->why), "%s", why);
-    else if (strstr(msg, "TLS") && ((struct link *)ctx)->cfg.tls)
+    else if (l->cfg.tls && tls_error[0])
         snprintf(e->why, sizeof(e->why),
-                 "%s (check the broker's certificate, ca_file and the "
-                 "host name in the URL)",
-                 msg);
+                 "TLS handshake failed: %s (check ca_file, the broker's certificate, and "
+                 "cert_file/key_file if the broker asks for a client certificate)",
+                 tls_error);
+    else if (l->cfg.tls)
+        // A certificate that does not name the host fails after the handshake, without an
+        // OpenSSL error; so does a broker that is down.
+        snprintf(e->why, sizeof(e->why),
+                 "%s (is the broker up, and is its certificate valid for the host name '%.40s' "
+                 "in the URL?)",
+                 msg, l->cfg.host);
     else
         snprintf(e->why, sizeof(e->why), "%s (code %d)", msg, d ? d->code : 0);
-    post(ctx, e);
+    post(l, e);
 }
 
 static void cb_lost(void *ctx, char *cause)
@@ -429,6 +475,8 @@ static void link_connect(void *arg)
         ssl.privateKey = l->cfg.key_file;
         ssl.enableServerCertAuth = !l->cfg.tls_insecure;
         ssl.verify = !l->cfg.tls_insecure;
+        ssl.ssl_error_cb = cb_tls_error;
+        ssl.ssl_error_context = l;
         o.ssl = &ssl;
     }
     int rc = MQTTAsync_connect(l->client, &o);
@@ -536,8 +584,9 @@ static void on_event(void *arg)
         l->stats.received++;
         if (e->len > LINK_MAX_INBOUND) {
             l->stats.oversized++;
-            log_warn("mqtt", "ignoring a %zu-byte message on %s (limit %d)", e->len, e->topic,
-                     LINK_MAX_INBOUND);
+            log_budgeted(&l->oversized_log, loop_now(l->loop), LOG_LVL_WARN, "mqtt",
+                         "ignoring a %zu-byte message on %s (limit %d)", e->len, e->topic,
+                         LINK_MAX_INBOUND);
         } else if (l->h.message) {
             l->h.message(l->h.arg, e->topic, e->payload, e->len, e->retained);
         }
@@ -583,7 +632,14 @@ struct link *link_new(struct loop *loop, const struct link_config *cfg,
         l->cfg.digest_filters = (const char *const *)f;
     }
     l->backoff_ms = 1000;
+    l->oversized_log.burst = 10;
+    l->oversized_log.per_second = 0.1;
     l->rng = (uint64_t)clock_wall_ms() ^ (uintptr_t)l;
+    if (cfg->tls && cfg->tls_insecure)
+        log_warn("mqtt",
+                 "tls_insecure: the broker's certificate and host name are not verified; "
+                 "anyone on the path to %s can pose as the broker and read the password",
+                 cfg->host);
     pthread_mutex_init(&l->done_lock, NULL);
     pthread_cond_init(&l->done_cond, NULL);
     snprintf(l->uri, sizeof(l->uri), "%s://%s:%d", cfg->tls ? "ssl" : "tcp", cfg->host, cfg->port);

@@ -61,14 +61,16 @@ struct link_stats {
     uint64_t dropped;   // queue full, refused by paho, or published while disconnected
     uint64_t replaced;  // queued and replaced by a newer message to the same topic, unsent
     uint64_t received;
-    uint64_t oversized; // inbound messages over LINK_MAX_INBOUND, ignored
+    uint64_t oversized; // inbound messages over LINK_MAX_INBOUND, ignored (and logged, budgeted)
     uint64_t connects;  // successful connections (the first and every reconnect)
     size_t queued, inflight;
 };
 
 struct link;
 
-// Copies the configuration. Returns NULL when paho refuses it (logged).
+// Copies the configuration. Returns NULL when paho refuses it (logged). With TLS and
+// tls_insecure it logs a warning that the broker is not verified. Connection failures are
+// logged with their cause (the CONNACK code, OpenSSL's reason for a failed handshake).
 struct link *link_new(struct loop *loop, const struct link_config *cfg,
                       const struct link_handlers *h);
 // Starts connecting; returns immediately.

@@ -2,7 +2,8 @@
 // The add-on's start-up without Docker: the daemon runs `addon -c options.json` the way the
 // container does, with a fake Supervisor (a small libmicrohttpd server in this process) that
 // names the broker. Asserts that the daemon connects to that broker, that options naming a
-// broker win, and that a missing broker is a clear error.
+// broker win, that the credentials from either reach the broker (which requires them) but not
+// the daemon's debug log, and that a missing broker is a clear error.
 #include <check.h>
 #include <curl/curl.h>
 #include <microhttpd.h>
@@ -121,12 +122,31 @@ static long http_status(int port, const char *path)
     return status;
 }
 
+// A broker with an anonymous listener (b->port, for the test's own client) and one that takes
+// only `user` with `password` (returned).
+static int auth_broker_start(struct broker *b, const char *user, const char *password)
+{
+    int rc = itest_sh("mosquitto_passwd -c -b passwd '%s' '%s' && chmod 755 . && chmod 644 passwd",
+                      user, password);
+    ck_assert_msg(rc == 0, "mosquitto_passwd failed (see sh.log)");
+    b->port = itest_free_port();
+    int auth_port = itest_free_port();
+    broker_start_conf(b,
+                      "per_listener_settings true\n"
+                      "listener %d 127.0.0.1\nallow_anonymous true\n"
+                      "listener %d 127.0.0.1\nallow_anonymous false\npassword_file %s/passwd\n",
+                      b->port, auth_port, itest_dir());
+    return auth_port;
+}
+
 // ---- tests ------------------------------------------------------------------------------------
 
 START_TEST(broker_from_the_supervisor)
 {
+    // The broker takes only the Supervisor's credentials, so they must be used; and the
+    // password must stay out of the daemon's debug log.
     struct broker b = {0};
-    broker_start(&b, false);
+    int auth_port = auth_broker_start(&b, "addons", "Supervisor-secret");
     struct sim inv;
     static const char *const inv_args[] = {"--profile", "sunspec", "--port", "0", NULL};
     sim_start(&inv, inv_args);
@@ -138,7 +158,7 @@ START_TEST(broker_from_the_supervisor)
                    "{\"result\":\"ok\",\"data\":{\"app\":\"core_mosquitto\",\"host\":\"127.0.0.1\","
                    "\"port\":%d,\"ssl\":false,\"protocol\":\"3.1.1\",\"username\":\"addons\","
                    "\"password\":\"Supervisor-secret\"}}",
-                   b.port);
+                   auth_port);
     // What the Supervisor writes: cleared options as empty strings, device options as one
     // string.
     const char *options = itest_write_file(
@@ -167,7 +187,8 @@ START_TEST(broker_from_the_supervisor)
     ck_assert_int_eq(http_status(http_port, "/api/health"), 200);
     ck_assert_int_eq(http_status(http_port, "/"), 200);
     ck_assert_int_eq(proc_stop(&p, SIGTERM, 30000), 0);
-    ck_assert(!proc_log_contains(&p, "Supervisor-secret"));
+    ck_assert_msg(proc_log_contains(&p, " DEBUG ["), "not a debug log (see %s)", p.log);
+    ck_assert_msg(!proc_log_contains(&p, "Supervisor-secret"), "the password is in %s", p.log);
     // Counter high-water marks are kept next to options.json (/data in the container).
     char state[512];
     snprintf(state, sizeof(state), "%s/energy2mqtt-state.json", itest_dir());
@@ -181,11 +202,12 @@ START_TEST(broker_from_the_supervisor)
 }
 END_TEST
 
-// A broker in the options wins: the Supervisor is not asked.
+// A broker in the options wins: the Supervisor is not asked. The credentials typed into the
+// options are used and never logged.
 START_TEST(options_name_the_broker)
 {
     struct broker b = {0};
-    broker_start(&b, false);
+    int auth_port = auth_broker_start(&b, "me", "Options-secret");
     struct collector *c = collector_new(b.port, "#");
     int sup_port = itest_free_port(), http_port = itest_free_port();
     struct MHD_Daemon *sup =
@@ -194,9 +216,10 @@ START_TEST(options_name_the_broker)
                    "\"port\":1883}}");
     const char *options =
         itest_write_file("options.json",
-                         "{\"mqtt\":{\"url\":\"mqtt://127.0.0.1:%d\",\"base_topic\":\"own\"},"
+                         "{\"mqtt\":{\"url\":\"mqtt://127.0.0.1:%d\",\"base_topic\":\"own\","
+                         "\"username\":\"me\",\"password\":\"Options-secret\"},"
                          "\"devices\":[]}",
-                         b.port);
+                         auth_port);
     struct proc p;
     addon_start(&p, options, "daemon.log", sup_port, http_port, true);
     char *s = collector_wait(c, "own/bridge/availability", "online", 10000);
@@ -205,6 +228,8 @@ START_TEST(options_name_the_broker)
     int authorized;
     ck_assert_int_eq(fake_count(&authorized), 0);
     ck_assert_int_eq(proc_stop(&p, SIGTERM, 30000), 0);
+    ck_assert_msg(proc_log_contains(&p, " DEBUG ["), "not a debug log (see %s)", p.log);
+    ck_assert_msg(!proc_log_contains(&p, "Options-secret"), "the password is in %s", p.log);
     MHD_stop_daemon(sup);
     collector_free(c);
     broker_stop(&b);

@@ -161,6 +161,34 @@ static char *http_request(const struct rig *r, const char *method, const char *p
     return b.text;
 }
 
+// GET /api/health with a header of `pad` bytes; returns the status, 0 when the server closed
+// the connection without one.
+static long get_with_header(const struct rig *r, size_t pad)
+{
+    char url[256];
+    snprintf(url, sizeof(url), "%s/api/health", r->base);
+    char *header = malloc(pad + 16);
+    strcpy(header, "X-Pad: ");
+    memset(header + 7, 'x', pad);
+    header[7 + pad] = '\0';
+    struct curl_slist *h = curl_slist_append(NULL, header);
+    CURL *c = curl_easy_init();
+    struct body b = {calloc(1, 1), 0};
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+    long status = 0;
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(c);
+    curl_slist_free_all(h);
+    free(header);
+    free(b.text);
+    return status;
+}
+
 static json_t *get_json(const struct rig *r, const char *path)
 {
     long status;
@@ -408,6 +436,29 @@ START_TEST(off_by_default_and_allow_list)
     free(s);
     char *t = http_request(&r, "GET", "/api/health", &status, NULL, 0);
     ck_assert_msg(!t || status == 0, "a client not in http.allow was served");
+    free(t);
+    ck_assert_int_eq(proc_stop(&p, SIGTERM, 30000), 0);
+    ck_assert(!proc_log_contains(&p, "without http.allow"));
+
+    // Every address and no allow list: served, with a warning. A request's headers are held
+    // up to 16 KiB: more is refused, and the server goes on serving.
+    collector_clear(c);
+    cfg = itest_write_file("open.yaml",
+                           "mqtt: {url: 'mqtt://127.0.0.1:%d', scan_time: 200ms}\n"
+                           "http: {listen: '0.0.0.0:%d'}\n"
+                           "state_dir: %s\n",
+                           b.port, r.http_port, itest_dir());
+    daemon_start(&p, cfg, "daemon-open.log");
+    s = collector_wait(c, "energy2mqtt/bridge/availability", "online", 10000);
+    ck_assert_ptr_nonnull(s);
+    free(s);
+    ck_assert(proc_log_contains(&p, "WARN [http] listening on 0.0.0.0 without http.allow"));
+    ck_assert_int_eq(get_with_header(&r, 8 * 1024), 200);
+    status = get_with_header(&r, 24 * 1024);
+    ck_assert_msg(status == 431, "a 24 KiB header was answered with %ld", status);
+    t = http_request(&r, "GET", "/api/health", &status, NULL, 0);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_int_eq(status, 200);
     free(t);
     ck_assert_int_eq(proc_stop(&p, SIGTERM, 30000), 0);
 

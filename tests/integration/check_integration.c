@@ -215,6 +215,13 @@ START_TEST(bad_commands_are_refused_and_snap_back)
     memset(oversized, '9', sizeof(oversized) - 1);
     oversized[sizeof(oversized) - 1] = '\0';
     collector_publish(r.mqtt, "energy2mqtt/inv/power_limit/set", oversized, false);
+    // Over the link's inbound limit a message is not even copied to the daemon's loop.
+    size_t huge_len = 300 * 1024;
+    char *huge = malloc(huge_len + 1);
+    memset(huge, '7', huge_len);
+    huge[huge_len] = '\0';
+    collector_publish(r.mqtt, "energy2mqtt/inv/power_limit/set", huge, false);
+    free(huge);
     itest_sleep_ms(800);
     char line[256];
     ck_assert_msg(!sim_wait_write(&r.inv, "write", line, sizeof(line), 200),
@@ -223,6 +230,9 @@ START_TEST(bad_commands_are_refused_and_snap_back)
     ck_assert(proc_log_contains(&r.daemon, "refused inv/power_limit: 150 is outside 0..100"));
     ck_assert(proc_log_contains(&r.daemon, "refused inv/power_limit: 'abc' is not a number"));
     ck_assert(proc_log_contains(&r.daemon, "refused ghost/power_limit: no such device"));
+    ck_assert(proc_log_contains(&r.daemon, "refused inv/power_limit: 999 bytes, the limit is 256"));
+    ck_assert(proc_log_contains(&r.daemon, "ignoring a 307200-byte message on "
+                                           "energy2mqtt/inv/power_limit/set (limit 262144)"));
     // A retained command would be replayed on every reconnect. Left on the broker while the
     // daemon is down, it arrives flagged retained at start-up and must not be acted on.
     ck_assert_int_eq(proc_stop(&r.daemon, SIGTERM, 30000), 0);
@@ -549,84 +559,227 @@ END_TEST
 
 // TLS with certificate and host name verification, and password authentication, against a
 // real mosquitto. The password must never appear in the daemon's log, even at debug level.
+// A CA; server certificates signed by it for localhost and for another host name; a client
+// certificate signed by it; an unrelated CA; a mosquitto password file for e2m.
+static void make_pki(void)
+{
+    int rc = itest_sh(
+        "set -e; "
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+        "-keyout ca.key -out ca.crt -days 2 -subj /CN=e2m-test-ca; "
+        "for n in server:localhost wronghost:wronghost.example client:e2m-client; do "
+        "  f=${n%%:*}; cn=${n#*:}; "
+        "  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+        "  -keyout $f.key -out $f.csr -subj /CN=$cn; "
+        "  if [ $f = client ]; then printf 'extendedKeyUsage=clientAuth\\n' > $f.cnf; "
+        "  elif [ $f = server ]; then "
+        "    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > $f.cnf; "
+        "  else printf 'subjectAltName=DNS:%%s\\n' $cn > $f.cnf; fi; "
+        "  openssl x509 -req -in $f.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
+        "  -out $f.crt -days 2 -extfile $f.cnf; "
+        "done; "
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+        "-keyout other.key -out other.crt -days 2 -subj /CN=other-ca; "
+        "mosquitto_passwd -c -b passwd e2m 'Sup3r-secret pw'; "
+        // mosquitto started as root reads these as its own unprivileged user.
+        "chmod 755 . && chmod 644 server.key wronghost.key passwd && chmod 600 client.key");
+    ck_assert_msg(rc == 0, "could not create certificates/password file (see sh.log)");
+}
+
+// Starts a daemon on `cfg` and asserts that it reaches the broker (availability online on
+// <base>/bridge/availability) or that it does not within 2.5 s, logging why.
+static void expect_connection(struct collector *c, const char *cfg, const char *base, bool connects,
+                              struct proc *p)
+{
+    char log[96], topic[128];
+    snprintf(log, sizeof(log), "daemon-%s.log", base);
+    snprintf(topic, sizeof(topic), "%s/bridge/availability", base);
+    daemon_start(p, cfg, log);
+    char *s = collector_wait(c, topic, "online", connects ? 10000 : 2500);
+    if (connects) {
+        ck_assert_msg(s, "%s: no connection (see %s)", base, p->log);
+    } else {
+        ck_assert_msg(!s, "%s: connected but should have been refused (see %s)", base, p->log);
+        ck_assert_msg(proc_wait_log(p, "cannot connect to", 5000), "%s: no reason logged (see %s)",
+                      base, p->log);
+    }
+    free(s);
+    ck_assert_int_eq(proc_stop(p, SIGTERM, 30000), 0);
+}
+
+// TLS: the server's certificate is checked against ca_file and against the host name in the
+// URL (unless tls_insecure, which is logged as a warning); a listener that requires a client
+// certificate takes the daemon's cert_file and key_file.
 START_TEST(tls_and_password)
 {
-    // A CA, a server certificate for localhost signed by it, and an unrelated CA.
-    int rc = itest_sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
-                      "-keyout ca.key -out ca.crt -days 2 -subj /CN=e2m-test-ca && "
-                      "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
-                      "-keyout server.key -out server.csr -subj /CN=localhost && "
-                      "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > ext.cnf && "
-                      "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
-                      "-out server.crt -days 2 -extfile ext.cnf && "
-                      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
-                      "-keyout other.key -out other.crt -days 2 -subj /CN=other-ca && "
-                      "mosquitto_passwd -c -b passwd e2m 'Sup3r-secret pw' && "
-                      // mosquitto started as root reads these as its own unprivileged user.
-                      "chmod 755 . && chmod 644 server.key passwd");
-    ck_assert_msg(rc == 0, "could not create certificates/password file (see sh.log)");
+    make_pki();
     struct broker b = {0};
     b.port = itest_free_port();
-    int tls_port = itest_free_port(), auth_port = itest_free_port();
+    int tls_port = itest_free_port(), wrong_host_port = itest_free_port();
+    int client_port = itest_free_port(), auth_port = itest_free_port();
     const char *d = itest_dir();
     broker_start_conf(&b,
                       "per_listener_settings true\n"
                       "listener %d 127.0.0.1\nallow_anonymous true\n"
                       "listener %d 127.0.0.1\nallow_anonymous true\n"
                       "cafile %s/ca.crt\ncertfile %s/server.crt\nkeyfile %s/server.key\n"
+                      "listener %d 127.0.0.1\nallow_anonymous true\n"
+                      "cafile %s/ca.crt\ncertfile %s/wronghost.crt\nkeyfile %s/wronghost.key\n"
+                      "listener %d 127.0.0.1\nallow_anonymous true\n"
+                      "cafile %s/ca.crt\ncertfile %s/server.crt\nkeyfile %s/server.key\n"
+                      "require_certificate true\n"
                       "listener %d 127.0.0.1\nallow_anonymous false\npassword_file %s/passwd\n",
-                      b.port, tls_port, d, d, d, auth_port, d);
+                      b.port, tls_port, d, d, d, wrong_host_port, d, d, d, client_port, d, d, d,
+                      auth_port, d);
     struct collector *c = collector_new(b.port, "#");
+    struct proc p;
 
-    // Verified TLS: connects.
-    const char *ok_cfg = itest_write_file(
+    // Verified TLS: connects, and nothing says verification is off.
+    const char *cfg = itest_write_file(
         "tls.yaml",
         "mqtt: {url: 'mqtts://localhost:%d', ca_file: '%s/ca.crt', base_topic: tls, "
         "scan_time: 200ms}\nstate_dir: %s\n",
         tls_port, d, d);
-    struct proc p;
-    daemon_start(&p, ok_cfg, "daemon-tls.log");
-    char *s = collector_wait(c, "tls/bridge/availability", "online", 10000);
-    ck_assert_msg(s, "no TLS connection with the right CA");
-    free(s);
-    ck_assert_int_eq(proc_stop(&p, SIGTERM, 30000), 0);
+    expect_connection(c, cfg, "tls", true, &p);
+    ck_assert(!proc_log_contains(&p, "tls_insecure"));
 
     // The wrong CA: the certificate check fails, nothing is published.
-    const char *bad_cfg =
-        itest_write_file("tls-bad.yaml",
-                         "mqtt: {url: 'mqtts://localhost:%d', ca_file: '%s/other.crt', "
-                         "base_topic: tlsbad}\nstate_dir: %s\n",
-                         tls_port, d, d);
-    daemon_start(&p, bad_cfg, "daemon-tls-bad.log");
-    ck_assert_ptr_null(collector_wait(c, "tlsbad/bridge/availability", NULL, 2500));
-    ck_assert(proc_log_contains(&p, "cannot connect"));
-    ck_assert_int_eq(proc_stop(&p, SIGTERM, 30000), 0);
+    cfg = itest_write_file("tls-bad.yaml",
+                           "mqtt: {url: 'mqtts://localhost:%d', ca_file: '%s/other.crt', "
+                           "base_topic: tlsbad}\nstate_dir: %s\n",
+                           tls_port, d, d);
+    expect_connection(c, cfg, "tlsbad", false, &p);
+    ck_assert_msg(proc_log_contains(&p, "TLS handshake failed: certificate verify failed"),
+                  "no reason given (see %s)", p.log);
 
-    // Password authentication: the right password connects, a wrong one is refused.
-    const char *auth_cfg =
-        itest_write_file("auth.yaml",
-                         "mqtt: {url: 'mqtt://127.0.0.1:%d', username: e2m, "
-                         "password: 'Sup3r-secret pw', base_topic: auth, scan_time: 200ms}\n"
-                         "state_dir: %s\n",
-                         auth_port, d);
-    daemon_start(&p, auth_cfg, "daemon-auth.log");
-    s = collector_wait(c, "auth/bridge/availability", "online", 10000);
-    ck_assert_msg(s, "no connection with the right password");
-    free(s);
-    ck_assert_int_eq(proc_stop(&p, SIGTERM, 30000), 0);
-    ck_assert(!proc_log_contains(&p, "Sup3r-secret"));
-    const char *wrong_cfg =
-        itest_write_file("wrong.yaml",
-                         "mqtt: {url: 'mqtt://127.0.0.1:%d', username: e2m, "
-                         "password: 'Wr0ng-secret', base_topic: wrong}\nstate_dir: %s\n",
-                         auth_port, d);
-    daemon_start(&p, wrong_cfg, "daemon-wrong.log");
-    ck_assert_ptr_null(collector_wait(c, "wrong/bridge/availability", NULL, 2500));
-    ck_assert(proc_log_contains(&p, "cannot connect"));
-    ck_assert_int_eq(proc_stop(&p, SIGTERM, 30000), 0);
+    // A certificate from the right CA, but for another host: refused by the host name check.
+    cfg = itest_write_file("tls-host.yaml",
+                           "mqtt: {url: 'mqtts://localhost:%d', ca_file: '%s/ca.crt', "
+                           "base_topic: tlshost}\nstate_dir: %s\n",
+                           wrong_host_port, d, d);
+    expect_connection(c, cfg, "tlshost", false, &p);
+    ck_assert_msg(proc_log_contains(&p, "valid for the host name 'localhost'"),
+                  "no hint at the host name (see %s)", p.log);
+    // The same with tls_insecure: connects, with a warning that nothing is verified.
+    cfg = itest_write_file("tls-insecure.yaml",
+                           "mqtt: {url: 'mqtts://localhost:%d', ca_file: '%s/ca.crt', "
+                           "tls_insecure: true, base_topic: tlsinsecure, scan_time: 200ms}\n"
+                           "state_dir: %s\n",
+                           wrong_host_port, d, d);
+    expect_connection(c, cfg, "tlsinsecure", true, &p);
+    ck_assert(proc_log_contains(&p, "WARN [mqtt] tls_insecure: the broker's certificate and host "
+                                    "name are not verified"));
+
+    // A listener requiring a client certificate: with cert_file and key_file the daemon
+    // connects, without them it is refused.
+    cfg = itest_write_file("tls-client.yaml",
+                           "mqtt: {url: 'mqtts://localhost:%d', ca_file: '%s/ca.crt', "
+                           "cert_file: '%s/client.crt', key_file: '%s/client.key', "
+                           "base_topic: tlsclient, scan_time: 200ms}\nstate_dir: %s\n",
+                           client_port, d, d, d, d);
+    expect_connection(c, cfg, "tlsclient", true, &p);
+    cfg = itest_write_file("tls-noclient.yaml",
+                           "mqtt: {url: 'mqtts://localhost:%d', ca_file: '%s/ca.crt', "
+                           "base_topic: tlsnoclient}\nstate_dir: %s\n",
+                           client_port, d, d);
+    expect_connection(c, cfg, "tlsnoclient", false, &p);
+
+    // Password authentication: a wrong password is refused, and not logged either.
+    cfg = itest_write_file("wrong.yaml",
+                           "mqtt: {url: 'mqtt://127.0.0.1:%d', username: e2m, "
+                           "password: 'Wr0ng-secret', base_topic: wrong}\nstate_dir: %s\n",
+                           auth_port, d);
+    expect_connection(c, cfg, "wrong", false, &p);
+    ck_assert(proc_log_contains(&p, "bad user name or password") ||
+              proc_log_contains(&p, "not authorised"));
     ck_assert(!proc_log_contains(&p, "Wr0ng-secret"));
 
     collector_free(c);
+    broker_stop(&b);
+    itest_cleanup();
+}
+END_TEST
+
+// The password, from the configuration file, a password file or the environment, reaches the
+// broker (which requires it) but never the log, in a full run at debug level: connection,
+// discovery, polling, a command written and confirmed, shutdown. A configuration file holding
+// the password and readable by everyone is warned about; one that only names ${VAR} is not.
+START_TEST(password_never_logged_in_a_full_run)
+{
+    make_pki();
+    struct broker b = {0};
+    b.port = itest_free_port();
+    int auth_port = itest_free_port();
+    const char *d = itest_dir();
+    broker_start_conf(&b,
+                      "per_listener_settings true\n"
+                      "listener %d 127.0.0.1\nallow_anonymous true\n"
+                      "listener %d 127.0.0.1\nallow_anonymous false\npassword_file %s/passwd\n",
+                      b.port, auth_port, d);
+    struct sim inv;
+    sim_start(&inv, inv_args);
+    struct collector *c = collector_new(b.port, "#");
+    itest_write_file("pw.txt", "Sup3r-secret pw\n");
+    ck_assert_int_eq(itest_sh("chmod 600 pw.txt"), 0);
+    setenv("E2M_ITEST_PW", "Sup3r-secret pw", 1);
+    static const struct {
+        const char *name, *secret; // the mqtt: keys giving the password
+        bool warned;               // the configuration file is flagged as world-readable
+    } sources[] = {
+        {"literal", "password: 'Sup3r-secret pw'", true},
+        {"file", "password_file: pw.txt", false},
+        {"env", "password: '${E2M_ITEST_PW}'", false},
+    };
+    for (size_t i = 0; i < sizeof(sources) / sizeof(sources[0]); i++) {
+        char name[64], secret[128];
+        snprintf(name, sizeof(name), "pw-%s.yaml", sources[i].name);
+        // A relative password_file is relative to the daemon's working directory.
+        snprintf(secret, sizeof(secret), "%s", sources[i].secret);
+        if (strstr(secret, "pw.txt"))
+            snprintf(secret, sizeof(secret), "password_file: %s/pw.txt", d);
+        const char *cfg = itest_write_file(
+            name,
+            "mqtt: {url: 'mqtt://127.0.0.1:%d', username: e2m, %s, base_topic: pw%zu,\n"
+            "       scan_time: 200ms}\n"
+            "state_dir: %s\n"
+            "devices:\n"
+            "  - {id: inv, name: Roof inverter, model: sunspec/inverter, host: 127.0.0.1,\n"
+            "     port: %d, options: {poll_interval: 500ms, reply_timeout: 500ms}}\n",
+            auth_port, secret, i, d, inv.ports[0]);
+        ck_assert_int_eq(itest_sh("chmod 644 %s", name), 0);
+        struct proc p;
+        char log[96], topic[128], line[512];
+        snprintf(log, sizeof(log), "daemon-pw-%s.log", sources[i].name);
+        daemon_start(&p, cfg, log);
+        snprintf(topic, sizeof(topic), "pw%zu/inv/availability", i);
+        char *s = collector_wait(c, topic, "online", 10000);
+        ck_assert_msg(s, "%s: not online through the password-protected listener (see %s)",
+                      sources[i].name, p.log);
+        free(s);
+        snprintf(topic, sizeof(topic), "pw%zu/inv/state", i);
+        s = collector_wait(c, topic, "\"power_limit\":", 10000);
+        ck_assert_msg(s, "%s: no state (see %s)", sources[i].name, p.log);
+        free(s);
+        snprintf(topic, sizeof(topic), "pw%zu/inv/power_limit/set", i);
+        char value[8];
+        snprintf(value, sizeof(value), "%zu", 40 + i);
+        collector_publish(c, topic, value, false);
+        ck_assert_msg(sim_wait_write(&inv, "write", line, sizeof(line), 5000), "%s: no write",
+                      sources[i].name);
+        ck_assert_msg(proc_wait_log(&p, "power_limit confirmed by read-back", 5000),
+                      "%s: the command was not confirmed (see %s)", sources[i].name, p.log);
+        ck_assert_int_eq(proc_stop(&p, SIGTERM, 30000), 0);
+        ck_assert_msg(proc_log_contains(&p, " DEBUG ["), "%s: not a debug log (see %s)",
+                      sources[i].name, p.log);
+        ck_assert_msg(!proc_log_contains(&p, "Sup3r-secret"), "%s: the password is in %s",
+                      sources[i].name, p.log);
+        ck_assert_msg(proc_log_contains(&p, "chmod 600") == sources[i].warned,
+                      "%s: world-readable warning %s (see %s)", sources[i].name,
+                      sources[i].warned ? "missing" : "unexpected", p.log);
+    }
+    unsetenv("E2M_ITEST_PW");
+    collector_free(c);
+    proc_stop(&inv.p, SIGTERM, 3000);
     broker_stop(&b);
     itest_cleanup();
 }
@@ -649,6 +802,7 @@ int main(int argc, char **argv)
         {"energy_counter_never_goes_back", energy_counter_never_goes_back},
         {"modbus_rtu_end_to_end", modbus_rtu_end_to_end},
         {"tls_and_password", tls_and_password},
+        {"password_never_logged_in_a_full_run", password_never_logged_in_a_full_run},
     };
     return itest_main("integration", all, sizeof(all) / sizeof(all[0]), 180, argc, argv);
 }

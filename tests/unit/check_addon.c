@@ -1,10 +1,16 @@
 // SPDX-License-Identifier: MIT
 // Unit tests for the add-on glue (app/addon): the Supervisor's MQTT service answer and the
 // conversion of /data/options.json into a configuration the loader accepts.
+#include <arpa/inet.h>
 #include <check.h>
 #include <jansson.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "app/addon.h"
 #include "core/config.h"
@@ -208,6 +214,169 @@ START_TEST(test_bad_options)
 }
 END_TEST
 
+// ---- size limits ----------------------------------------------------------------------------
+
+// An answer of `len` bytes: a valid service object padded with spaces inside the JSON.
+static char *padded_answer(size_t len)
+{
+    static const char head[] = "{\"result\":\"ok\",\"data\":{\"host\":\"b\",\"port\":1883}";
+    ck_assert_uint_gt(len, sizeof(head));
+    char *s = malloc(len + 1);
+    memcpy(s, head, sizeof(head) - 1);
+    memset(s + sizeof(head) - 1, ' ', len - sizeof(head));
+    s[len - 1] = '}';
+    s[len] = '\0';
+    return s;
+}
+
+// A one-shot HTTP server on loopback: answers the first request with `body`, announcing its
+// length or not (then the end of the connection ends the body).
+struct one_shot {
+    int fd, port;
+    const char *body;
+    bool with_length;
+    pthread_t thread;
+};
+
+static void *one_shot_run(void *arg)
+{
+    struct one_shot *o = arg;
+    int c = accept(o->fd, NULL, NULL);
+    if (c < 0)
+        return NULL;
+    char req[4096];
+    size_t got = 0;
+    while (got < sizeof(req) - 1) {
+        ssize_t n = read(c, req + got, sizeof(req) - 1 - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        req[got] = '\0';
+        if (strstr(req, "\r\n\r\n"))
+            break;
+    }
+    char head[256];
+    size_t len = strlen(o->body);
+    int hl = o->with_length ? snprintf(head, sizeof(head),
+                                       "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                       "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                                       len)
+                            : snprintf(head, sizeof(head),
+                                       "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                       "Connection: close\r\n\r\n");
+    // The client may hang up early (that is the point of the limit): ignore write errors.
+    if (write(c, head, (size_t)hl) == hl) {
+        for (size_t off = 0; off < len;) {
+            ssize_t n = write(c, o->body + off, len - off);
+            if (n <= 0)
+                break;
+            off += (size_t)n;
+        }
+    }
+    close(c);
+    return NULL;
+}
+
+static void one_shot_start(struct one_shot *o, const char *body, bool with_length)
+{
+    o->body = body;
+    o->with_length = with_length;
+    o->fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(o->fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(bind(o->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    ck_assert_int_eq(listen(o->fd, 1), 0);
+    socklen_t alen = sizeof(a);
+    getsockname(o->fd, (struct sockaddr *)&a, &alen);
+    o->port = ntohs(a.sin_port);
+    ck_assert_int_eq(pthread_create(&o->thread, NULL, one_shot_run, o), 0);
+}
+
+static void one_shot_stop(struct one_shot *o)
+{
+    pthread_join(o->thread, NULL);
+    close(o->fd);
+}
+
+struct reply_case {
+    size_t len;
+    bool with_length;
+    int rc;
+};
+
+static const struct reply_case reply_cases[] = {
+    {ADDON_MAX_REPLY, true, 0},       {ADDON_MAX_REPLY, false, 0},
+    {ADDON_MAX_REPLY + 1, true, -1},  // refused on the announced length
+    {ADDON_MAX_REPLY + 1, false, -1}, // refused while reading
+    {4 * ADDON_MAX_REPLY, false, -1},
+};
+
+START_TEST(test_supervisor_reply_limit)
+{
+    const struct reply_case *c = &reply_cases[_i];
+    char *body = padded_answer(c->len);
+    struct one_shot o;
+    one_shot_start(&o, body, c->with_length);
+    char url[64], err[256] = "";
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", o.port);
+    struct addon_broker b;
+    int rc = addon_query_supervisor(url, "token", &b, err, sizeof(err));
+    one_shot_stop(&o);
+    free(body);
+    ck_assert_msg(rc == c->rc, "%zu bytes: rc %d (%s)", c->len, rc, err);
+    if (rc == 0) {
+        ck_assert_str_eq(b.host, "b");
+    } else {
+        char want[64];
+        snprintf(want, sizeof(want), "longer than %d bytes", ADDON_MAX_REPLY);
+        ck_assert_msg(strstr(err, want), "'%s' lacks '%s'", err, want);
+    }
+}
+END_TEST
+
+static char logged[4096];
+
+static void capture(enum log_level level, const char *line, void *arg)
+{
+    (void)level;
+    (void)arg;
+    size_t n = strlen(logged);
+    snprintf(logged + n, sizeof(logged) - n, "%s\n", line);
+}
+
+// An options file up to ADDON_MAX_OPTIONS bytes is read; one byte more is refused unread.
+START_TEST(test_options_file_limit)
+{
+    char path[] = "/tmp/e2m-options-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    size_t len = (size_t)ADDON_MAX_OPTIONS + (size_t)_i;
+    static const char head[] = "{\"mqtt\":{\"url\":\"mqtt://127.0.0.1:1883\"},\"devices\":[]";
+    char *text = malloc(len);
+    memcpy(text, head, sizeof(head) - 1);
+    memset(text + sizeof(head) - 1, ' ', len - sizeof(head));
+    text[len - 1] = '}';
+    ck_assert_int_eq(write(fd, text, len), (ssize_t)len);
+    close(fd);
+    free(text);
+    logged[0] = '\0';
+    log_set_sink(capture, NULL);
+    char *doc = addon_load(path);
+    log_set_sink(NULL, NULL);
+    unlink(path);
+    if (_i == 0) {
+        ck_assert_msg(doc, "a file at the limit was refused: %s", logged);
+        ck_assert_ptr_nonnull(strstr(doc, "mqtt://127.0.0.1:1883"));
+    } else {
+        ck_assert_ptr_null(doc);
+        char want[64];
+        snprintf(want, sizeof(want), "is larger than %d bytes", ADDON_MAX_OPTIONS);
+        ck_assert_msg(strstr(logged, want), "the log lacks '%s': %s", want, logged);
+    }
+    free(doc);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("addon");
@@ -216,6 +385,8 @@ int main(void)
     tcase_add_test(tc, test_options_with_supervisor_broker);
     tcase_add_test(tc, test_options_name_their_broker);
     tcase_add_loop_test(tc, test_bad_options, 0, (int)N(bad_cases));
+    tcase_add_loop_test(tc, test_supervisor_reply_limit, 0, (int)N(reply_cases));
+    tcase_add_loop_test(tc, test_options_file_limit, 0, 2);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

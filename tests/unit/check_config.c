@@ -19,6 +19,7 @@
 
 #include "core/config.h"
 #include "core/diag.h"
+#include "core/log.h"
 #include "core/model.h"
 #include "drivers/drivers.h"
 
@@ -817,6 +818,132 @@ START_TEST(test_password_file)
 }
 END_TEST
 
+// ---- Secrets on disk ------------------------------------------------------------------------
+
+static char logged[8192];
+
+static void capture(enum log_level level, const char *line, void *arg)
+{
+    (void)arg;
+    size_t n = strlen(logged);
+    snprintf(logged + n, sizeof(logged) - n, "%s%s\n", level == LOG_LVL_WARN ? "W " : "- ", line);
+}
+
+struct perm_case {
+    const char *name;
+    const char *mqtt;       // the mqtt: block's lines
+    const char *secret_key; // the key naming the secret file (NULL: none)
+    mode_t config_mode;     // the configuration file's
+    mode_t secret_mode;     // the secret file's
+    const char *flagged;    // "config", "secret" or NULL: which file the warning names
+    const char *what;       // what the warning says the file holds (default: the password)
+};
+
+#define TLS_CERT "  url: mqtts://b\n  cert_file: /c.crt\n"
+
+static const struct perm_case perm_cases[] = {
+    {"password, 0644", "  password: hunter2\n", NULL, 0644, 0600, "config", NULL},
+    {"password, 0604", "  password: hunter2\n", NULL, 0604, 0600, "config", NULL},
+    {"password, 0600", "  password: hunter2\n", NULL, 0600, 0644, NULL, NULL},
+    {"password, 0640", "  password: hunter2\n", NULL, 0640, 0600, NULL, NULL},
+    {"only ${NAME}, 0644", "  password: ${E2M_TEST_PASSWORD}\n", NULL, 0644, 0600, NULL, NULL},
+    {"a default in the file, 0644", "  password: ${E2M_TEST_UNSET:-hunter2}\n", NULL, 0644, 0600,
+     "config", NULL},
+    {"${NAME} and more, 0644", "  password: x${E2M_TEST_PASSWORD}\n", NULL, 0644, 0600, "config",
+     NULL},
+    {"no password, 0644", "  username: ha\n", NULL, 0644, 0644, NULL, NULL},
+    {"password_file 0644", "", "password_file", 0644, 0644, "secret", NULL},
+    {"password_file 0600", "", "password_file", 0644, 0600, NULL, NULL},
+    {"key_file 0644", TLS_CERT, "key_file", 0644, 0644, "secret", "the MQTT client key"},
+    {"key_file 0640", TLS_CERT, "key_file", 0644, 0640, NULL, NULL},
+};
+
+// A configuration holding the password, or a password file, readable by every local user is
+// worth a warning that names the file and the fix; nothing else is.
+START_TEST(test_world_readable_secret)
+{
+    const struct perm_case *c = &perm_cases[_i];
+    setenv("E2M_TEST_PASSWORD", "from-env", 1);
+    char secret[PATH_MAX + 16];
+    snprintf(secret, sizeof(secret), "%s/secret", dir);
+    write_text(secret, "hunter2\n");
+    ck_assert_int_eq(chmod(secret, c->secret_mode), 0);
+    char text[PATH_MAX + 200];
+    snprintf(text, sizeof(text), "mqtt:\n%s%s%s%s%s", c->mqtt, c->secret_key ? "  " : "",
+             c->secret_key ? c->secret_key : "", c->secret_key ? ": " : "",
+             c->secret_key ? secret : "");
+    write_text(path, text);
+    ck_assert_int_eq(chmod(path, c->config_mode), 0);
+    logged[0] = '\0';
+    log_set_sink(capture, NULL);
+    int rc = config_load(path, &cfg, &diag);
+    log_set_sink(NULL, NULL);
+    if (rc)
+        dump_diag();
+    ck_assert_int_eq(rc, 0);
+    if (!c->flagged) {
+        ck_assert_msg(!strstr(logged, "chmod"), "%s: unexpected warning: %s", c->name, logged);
+        return;
+    }
+    const char *file = strcmp(c->flagged, "config") == 0 ? path : secret;
+    char want[3 * PATH_MAX];
+    snprintf(want, sizeof(want),
+             "W WARN [config] %s holds %s and every local user can read it "
+             "(mode %03o); run chmod 600 %s\n",
+             file, c->what ? c->what : "the MQTT password",
+             (unsigned)(strcmp(c->flagged, "config") == 0 ? c->config_mode : c->secret_mode), file);
+    ck_assert_msg(strstr(logged, want), "%s: no warning '%s' in:\n%s", c->name, want, logged);
+    // The warning is about the file, never the secret in it.
+    ck_assert_msg(!strstr(logged, "hunter2"), "%s: the password was logged: %s", c->name, logged);
+}
+END_TEST
+
+// A password file is read whole up to CONFIG_MAX_SECRET bytes; a longer one is refused
+// rather than cut to a password that would silently be wrong.
+START_TEST(test_password_file_limit)
+{
+    char secret[PATH_MAX + 16];
+    snprintf(secret, sizeof(secret), "%s/secret", dir);
+    size_t len = CONFIG_MAX_SECRET + (size_t)_i;
+    char *pw = malloc(len + 3);
+    memset(pw, 'p', len);
+    strcpy(pw + len, "\r\n");
+    write_text(secret, pw);
+    char text[PATH_MAX + 64];
+    snprintf(text, sizeof(text), "mqtt:\n  password_file: %s\n", secret);
+    if (_i == 0) {
+        load_ok(text);
+        pw[len] = '\0';
+        ck_assert_str_eq(cfg->mqtt.password, pw);
+    } else {
+        ck_assert_int_eq(load_text(text), -EINVAL);
+        char want[PATH_MAX + 200];
+        snprintf(want, sizeof(want),
+                 "2:18: mqtt.password_file: %s is longer than %d bytes: not a password", secret,
+                 CONFIG_MAX_SECRET);
+        assert_diag((const char *const[]){want}, 1);
+    }
+    free(pw);
+}
+END_TEST
+
+// TLS settings with a plain mqtt:// URL would leave the user believing the link is encrypted.
+START_TEST(test_tls_settings_without_tls_warn)
+{
+    logged[0] = '\0';
+    log_set_sink(capture, NULL);
+    load_ok("mqtt:\n  url: mqtt://broker.lan\n  ca_file: /etc/ssl/ca.crt\n");
+    ck_assert_msg(strstr(logged, "W WARN [config] mqtt: ca_file, cert_file and tls_insecure "
+                                 "apply to mqtts:// only; mqtt://broker.lan is a connection "
+                                 "without TLS"),
+                  "no warning in: %s", logged);
+    logged[0] = '\0';
+    load_ok("mqtt:\n  url: mqtts://broker.lan\n  ca_file: /etc/ssl/ca.crt\n");
+    log_set_sink(NULL, NULL);
+    ck_assert_msg(!strstr(logged, "without TLS"), "unexpected warning: %s", logged);
+}
+END_TEST
+
 // ---- The same configuration as YAML and as options.json -----------------------------------
 
 static void assert_params_equal(const struct params *a, const struct params *b, const char *what)
@@ -959,6 +1086,9 @@ static Suite *config_suite(void)
     tcase_add_test(lc, test_http_off_by_default);
     tcase_add_test(lc, test_env_expansion);
     tcase_add_test(lc, test_password_file);
+    tcase_add_loop_test(lc, test_world_readable_secret, 0, N(perm_cases));
+    tcase_add_loop_test(lc, test_password_file_limit, 0, 2);
+    tcase_add_test(lc, test_tls_settings_without_tls_warn);
     tcase_add_test(lc, test_yaml_and_json_agree);
     suite_add_tcase(s, lc);
     return s;

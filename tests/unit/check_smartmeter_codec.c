@@ -702,6 +702,48 @@ START_TEST(test_sample_table)
 }
 END_TEST
 
+// A JSON object of exactly `len` bytes: `head` (without its closing brace), then a padding
+// member. malloc'd, not NUL-terminated within `len`.
+static char *padded_object(const char *head, size_t len)
+{
+    static const char pad[] = ",\"pad\":\"";
+    size_t h = strlen(head), fixed = h + strlen(pad) + 2; // the padding's closing quote and }
+    ck_assert_uint_gt(len, fixed);
+    char *s = malloc(len + 1);
+    memcpy(s, head, h);
+    memcpy(s + h, pad, strlen(pad));
+    memset(s + h + strlen(pad), 'x', len - fixed);
+    memcpy(s + len - 2, "\"}", 2);
+    s[len] = '\0';
+    return s;
+}
+
+// Over MQTT nothing frames a payload: samples and replies longer than SM_MAX_LINE are refused
+// before they are parsed, as on TCP; one byte less is decoded.
+START_TEST(test_mqtt_payload_limit)
+{
+    for (size_t len = SM_MAX_LINE - 1; len <= SM_MAX_LINE + 1; len++) {
+        bool fits = len <= SM_MAX_LINE;
+        char *sample = padded_object("{\"power\":12.5", len);
+        struct sm_values v;
+        ck_assert_int_eq(sm_sample_decode(sample, len, SM_DEVICE_POWERMETER, 2, &v),
+                         fits ? 0 : -EMSGSIZE);
+        ck_assert_int_eq(v.has[SM_POWER], fits);
+        if (fits)
+            ck_assert_double_eq(v.v[SM_POWER], 12.5);
+        free(sample);
+        char *reply = padded_object("{\"cmd\":\"getPower\",\"error\":false,\"value\":7,"
+                                    "\"unit\":\"W\"",
+                                    len);
+        struct sm_line l;
+        ck_assert_int_eq(sm_line_decode(reply, len, &l), 0);
+        ck_assert_int_eq(l.kind, fits ? SM_KIND_REPLY : SM_KIND_UNKNOWN);
+        ck_assert_str_eq(l.cmd, fits ? "getPower" : "");
+        free(reply);
+    }
+}
+END_TEST
+
 // ---- commands ------------------------------------------------------------------------------
 
 enum enc { ENC_CMD, ENC_SWITCH, ENC_RESET, ENC_KEEPALIVE };
@@ -971,6 +1013,7 @@ static Suite *smartmeter_codec_suite(void)
 
     TCase *ts = tcase_create("sample");
     tcase_add_loop_test(ts, test_sample_table, 0, (int)N(sample_cases));
+    tcase_add_test(ts, test_mqtt_payload_limit);
     suite_add_tcase(s, ts);
 
     TCase *te = tcase_create("encode");

@@ -258,6 +258,7 @@ static const struct metric_row metric_rows[] = {
     {"e2m_mqtt_reconnects_total 2"},
     {"e2m_mqtt_published_total 1000"},
     {"e2m_mqtt_dropped_total 4"},
+    {"e2m_mqtt_oversized_total 5"},
     {"e2m_mqtt_queue_depth 17"},
     {"e2m_commands_total 9"},
     {"e2m_commands_refused_total 2"},
@@ -296,8 +297,12 @@ static char *metrics_text(void)
                               .rss_bytes = 7 * 1024 * 1024,
                               .commands = 9,
                               .commands_refused = 2};
-    b.mqtt = (struct link_stats){
-        .connected = true, .published = 1000, .dropped = 4, .connects = 3, .queued = 17};
+    b.mqtt = (struct link_stats){.connected = true,
+                                 .published = 1000,
+                                 .dropped = 4,
+                                 .oversized = 5,
+                                 .connects = 3,
+                                 .queued = 17};
     return status_metrics(&b, d, 2);
 }
 

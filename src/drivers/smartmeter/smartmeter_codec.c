@@ -408,8 +408,8 @@ int sm_line_decode(const char *line, size_t len, struct sm_line *out)
         out->kind = SM_KIND_LOG; // the bare liveness line
         return 0;
     }
-    if (!line)
-        return 0;
+    if (!line || len > SM_MAX_LINE)
+        return 0; // over MQTT nothing frames a line: a longer payload is garbage as well
     if (len >= 3 && line[0] == '[' && line[2] == ']' && line[1] != '\0' &&
         memchr("ADIWE", line[1], 5)) {
         decode_log(line, len, out);
@@ -484,6 +484,8 @@ int sm_sample_decode(const char *payload, size_t len, enum sm_device device, int
     memset(out, 0, sizeof(*out));
     if (!payload)
         return -EINVAL;
+    if (len > SM_MAX_LINE)
+        return -EMSGSIZE;
     json_t *root = json_loadb(payload, len, 0, NULL);
     if (!json_is_object(root)) {
         json_decref(root);

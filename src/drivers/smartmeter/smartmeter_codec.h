@@ -106,15 +106,16 @@ struct sm_line {
 // Decodes one line (without "Info:" and line end). Replies are recognised by their keys, never
 // by position; arrays (SmartMeter) give per-phase values plus the total (power, current,
 // energy) or mean (voltage); an info "energy" string "[e1, e2, e3]" is read like an array; a
-// relay given as 0/1 or true/false is accepted. Returns 0; never fails (unrecognised input is
-// SM_KIND_UNKNOWN).
+// relay given as 0/1 or true/false is accepted. Returns 0; never fails (unrecognised input,
+// and anything longer than SM_MAX_LINE, is SM_KIND_UNKNOWN).
 int sm_line_decode(const char *line, size_t len, struct sm_line *out);
 
 // Decodes an MQTT state/sample payload. The energy unit depends on the firmware: Wh for a
 // PowerMeter with firmware 2 or later, kWh for a SmartMeter and PowerMeter firmware 1.x;
 // pass what is known (SM_DEVICE_UNKNOWN and major 0 assume the PowerMeter 2.x Wh). A sample
-// with a "value" key (a single-value reply) is decoded by its "unit" instead. Returns 0, or
-// -EINVAL when the payload is not a JSON object.
+// with a "value" key (a single-value reply) is decoded by its "unit" instead. Returns 0,
+// -EMSGSIZE when the payload is longer than SM_MAX_LINE (real samples are a few hundred
+// bytes), or -EINVAL when it is not a JSON object.
 int sm_sample_decode(const char *payload, size_t len, enum sm_device device, int firmware_major,
                      struct sm_values *out);
 

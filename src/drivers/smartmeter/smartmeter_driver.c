@@ -439,7 +439,11 @@ static void sm_mqtt_message(void *state, const char *topic, const uint8_t *paylo
     (void)retained;
     if (strcmp(topic, m->topic[0]) == 0) { // state/sample
         struct sm_values v;
-        if (sm_sample_decode((const char *)payload, len, m->device, m->firmware_major, &v) < 0)
+        int rc = sm_sample_decode((const char *)payload, len, m->device, m->firmware_major, &v);
+        if (rc == -EMSGSIZE)
+            log_debug(m->id, "a %zu-byte sample on %s is too long (limit %d): ignored", len, topic,
+                      SM_MAX_LINE);
+        if (rc < 0)
             return;
         if (m->device == SM_DEVICE_UNKNOWN && v.has[SM_POWER]) {
             // Only the PowerMeter reports inUse; the SmartMeter's energy is in kWh.
