@@ -7,7 +7,7 @@ FUZZ_BUILD ?= build-fuzz
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all deps build test test-asan demo bench fuzz format clean
+.PHONY: all deps build test test-asan demo bench fuzz soak format clean
 
 all: build
 
@@ -40,6 +40,15 @@ bench: build
 	@tools/deps.sh ci
 	$(BUILD)/tests/bench/e2m-bench --build $(BUILD) --scenario all $(if $(BENCH_SECONDS),--seconds $(BENCH_SECONDS))
 	$(BUILD)/tests/bench/e2m-bench-hotpath --callgrind
+
+# The soak (tests/soak/README.md): SOAK_SECONDS of faults, broker restarts, birth storms and
+# command floods against the daemon (30 minutes by default), then SOAK_VALGRIND_SECONDS of the
+# same with the daemon under valgrind (0 skips it). Each prints a report and fails on a breach.
+SOAK_SECONDS          ?= 1800
+SOAK_VALGRIND_SECONDS ?= 180
+soak: build
+	@tools/deps.sh ci
+	tools/soak.sh $(BUILD) $(SOAK_SECONDS) $(SOAK_VALGRIND_SECONDS)
 
 # libFuzzer harnesses (clang), each run for FUZZ_SECONDS.
 fuzz:
