@@ -49,6 +49,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "core/bytes.h"
 #include "drivers/driver.h"
 #include "drivers/luxpower/luxpower_codec.h"
 
@@ -493,28 +494,14 @@ static void serial_hex(const uint8_t *serial, char *out)
     out[2 * LXP_SERIAL_LEN] = '\0';
 }
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
+// Exactly 20 hex digits (a stored value is never written with separators).
 static bool serial_unhex(const char *text, uint8_t *serial)
 {
     uint8_t s[LXP_SERIAL_LEN];
-    if (strlen(text) != 2 * LXP_SERIAL_LEN)
+    if (strlen(text) != 2 * LXP_SERIAL_LEN ||
+        strspn(text, "0123456789abcdefABCDEF") != strlen(text) ||
+        bytes_from_hex(text, s, sizeof(s)) != LXP_SERIAL_LEN)
         return false;
-    for (size_t i = 0; i < LXP_SERIAL_LEN; i++) {
-        int hi = hex_digit(text[2 * i]), lo = hex_digit(text[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return false;
-        s[i] = (uint8_t)(hi << 4 | lo);
-    }
     if (memcmp(s, NO_SERIAL, LXP_SERIAL_LEN) == 0)
         return false;
     memcpy(serial, s, LXP_SERIAL_LEN);
