@@ -103,22 +103,28 @@ static json_t *copy_set_members(const json_t *src)
 }
 
 // Checks that `item` is "key: value" pairs of a flow mapping (exactly one when `one`).
+//
+// The item is spliced into the document as written, so it is checked the way it will sit
+// there: as a flow mapping followed by more of the document. A brace that closes the mapping
+// early, a comment that would swallow the rest of its line or a line break followed by a
+// document marker all leave the probe's trailing element missing or an element too many.
 static int check_option(const char *item, bool one, char *err, size_t err_size, const char *path)
 {
     struct arena *a = arena_new();
     struct diag d;
     diag_init(&d);
-    size_t len = strlen(item) + 3;
+    size_t len = strlen(item) + sizeof("[{}, 0]");
     char *text = arena_alloc(a, len);
-    snprintf(text, len, "{%s}", item);
+    snprintf(text, len, "[{%s}, 0]", item);
     struct node *root = NULL;
-    int rc = 0;
-    if (strchr(item, '\n') || node_parse(a, path, text, strlen(text), &root, &d) < 0 || !root ||
-        root->kind != NODE_MAP || root->n < 1 || (one && root->n != 1)) {
-        rc = -1;
-    }
-    for (size_t i = 0; rc == 0 && i < root->n; i++)
-        if (node_is_null(root->items[i]))
+    const struct node *map = NULL;
+    if (!strpbrk(item, "\r\n") && node_parse(a, path, text, strlen(text), &root, &d) == 0 && root &&
+        root->kind == NODE_SEQ && root->n == 2 && root->items[1]->kind == NODE_SCALAR &&
+        strcmp(root->items[1]->str, "0") == 0 && root->items[0]->kind == NODE_MAP)
+        map = root->items[0];
+    int rc = map && map->n >= 1 && (!one || map->n == 1) ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < map->n; i++)
+        if (node_is_null(map->items[i]))
             rc = -1;
     if (rc < 0)
         snprintf(err, err_size, "%s: expected %s (e.g. 'poll_interval: 30s'), got '%s'", path,
@@ -128,24 +134,97 @@ static int check_option(const char *item, bool one, char *err, size_t err_size, 
     return rc;
 }
 
+// Whether a key or string anywhere in `v` holds U+0001, which starts the options markers:
+// such a string could stand in for a marker and take a device's options.
+static bool holds_mark_char(const json_t *v)
+{
+    if (json_is_string(v))
+        return memchr(json_string_value(v), OPTIONS_MARK[0], json_string_length(v)) != NULL;
+    const char *k;
+    json_t *item;
+    size_t i;
+    if (json_is_object(v)) {
+        json_object_foreach((json_t *)v, k, item)
+        {
+            if (strchr(k, OPTIONS_MARK[0]) || holds_mark_char(item))
+                return true;
+        }
+    } else if (json_is_array(v)) {
+        json_array_foreach(v, i, item)
+        {
+            if (holds_mark_char(item))
+                return true;
+        }
+    }
+    return false;
+}
+
+// Rewrites the characters that JSON leaves raw but YAML does not take as written inside a
+// quoted string: DEL and the C1 controls are refused, NEL, LS and PS are line breaks (folded
+// to a space), U+FEFF and U+FFFE/U+FFFF are refused. In json_dumps output they can only stand
+// inside strings, where the \u escape means the same character to both. Frees `text`.
+static char *escape_for_yaml(char *text)
+{
+    size_t n = strlen(text);
+    char *out = xmalloc(6 * n + 1), *o = out; // no byte grows to more than a 6-byte escape
+    const unsigned char *p = (const unsigned char *)text;
+    for (size_t i = 0; i < n;) {
+        unsigned cp = 0;
+        size_t len = 0;
+        if (p[i] == 0x7f) {
+            cp = 0x7f;
+            len = 1;
+        } else if (p[i] == 0xc2 && i + 1 < n && p[i + 1] >= 0x80 && p[i + 1] <= 0x9f) {
+            cp = p[i + 1];
+            len = 2;
+        } else if (i + 2 < n &&
+                   ((p[i] == 0xe2 && p[i + 1] == 0x80 && (p[i + 2] == 0xa8 || p[i + 2] == 0xa9)) ||
+                    (p[i] == 0xef && p[i + 1] == 0xbb && p[i + 2] == 0xbf) ||
+                    (p[i] == 0xef && p[i + 1] == 0xbf && p[i + 2] >= 0xbe))) {
+            cp = (p[i] & 0x0fu) << 12 | (p[i + 1] & 0x3fu) << 6 | (p[i + 2] & 0x3fu);
+            len = 3;
+        }
+        if (len) {
+            o += sprintf(o, "\\u%04x", cp);
+            i += len;
+        } else {
+            *o++ = (char)p[i++];
+        }
+    }
+    *o = '\0';
+    free(text);
+    return out;
+}
+
+// Replaces the markers (in document order, one each) by the flows, in one pass, so that text
+// spliced in is never searched for the next marker. Frees `text`; NULL when a marker is
+// missing.
 static char *splice_options(char *text, char **flows, size_t n)
 {
+    size_t cap = strlen(text) + 1;
+    for (size_t i = 0; i < n; i++)
+        cap += strlen(flows[i]);
+    char *out = xmalloc(cap), *o = out;
+    const char *from = text;
     for (size_t i = 0; i < n; i++) {
         char mark[64];
         snprintf(mark, sizeof(mark), "\"\\u0001e2m-options-%zu\"", i);
-        char *at = strstr(text, mark);
-        if (!at)
-            continue;
-        size_t before = (size_t)(at - text), ml = strlen(mark), fl = strlen(flows[i]);
-        size_t after = strlen(at + ml);
-        char *out = xmalloc(before + fl + after + 1);
-        memcpy(out, text, before);
-        memcpy(out + before, flows[i], fl);
-        memcpy(out + before + fl, at + ml, after + 1);
-        free(text);
-        text = out;
+        const char *at = strstr(from, mark);
+        if (!at) {
+            free(out);
+            free(text);
+            return NULL;
+        }
+        size_t fl = strlen(flows[i]);
+        memcpy(o, from, (size_t)(at - from));
+        o += at - from;
+        memcpy(o, flows[i], fl);
+        o += fl;
+        from = at + strlen(mark);
     }
-    return text;
+    memcpy(o, from, strlen(from) + 1);
+    free(text);
+    return out;
 }
 
 char *addon_build_config(const json_t *options, const struct addon_broker *broker,
@@ -153,6 +232,10 @@ char *addon_build_config(const json_t *options, const struct addon_broker *broke
 {
     if (!json_is_object(options)) {
         snprintf(err, err_size, "the add-on options are not a JSON object");
+        return NULL;
+    }
+    if (holds_mark_char(options)) {
+        snprintf(err, err_size, "the add-on options hold the control character U+0001");
         return NULL;
     }
     json_t *doc = json_object();
@@ -268,7 +351,9 @@ char *addon_build_config(const json_t *options, const struct addon_broker *broke
         json_object_set_new(out, "options", json_string(mark));
     }
     text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    text = splice_options(text, flows, n_flows);
+    text = text ? splice_options(escape_for_yaml(text), flows, n_flows) : NULL;
+    if (!text)
+        snprintf(err, err_size, "cannot build the configuration from the add-on options");
 fail:
     for (size_t k = 0; k < n_flows; k++)
         free(flows[k]);

@@ -101,6 +101,8 @@ static void run(struct http_server *s)
         loop_timer_cancel(s->loop, &s->timer);
 }
 
+static void mhd_log(void *arg, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
 static void mhd_log(void *arg, const char *fmt, va_list ap)
 {
     (void)arg;

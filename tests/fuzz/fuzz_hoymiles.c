@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// libFuzzer harness for the Hoymiles DTU codec: framing, decryption, tolerant unpack, JSON, CLI.
+// libFuzzer harness for the Hoymiles DTU codec: framing, decryption, tolerant unpack, JSON, CLI,
+// and the texts and the limit the driver takes from AppInfo.
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -58,6 +59,55 @@ static void init_once(void)
         abort();
 }
 
+// A limit from AppInfo's feature 8 is a percentage, or refused.
+static void check_feature_limit(const char *text)
+{
+    double pct = -1;
+    int rc = hm_feature_limit_percent(text, &pct);
+    if (rc == 0 ? !(pct >= 0 && pct <= 100) : rc != -EINVAL)
+        abort();
+}
+
+// A text the driver publishes: it fits (cut short at worst) and is printable ASCII.
+static void check_text(const char *text, size_t cap)
+{
+    size_t n = strnlen(text, cap);
+    if (n == cap)
+        abort();
+    for (size_t i = 0; i < n; i++)
+        if (text[i] < 0x20 || text[i] > 0x7e)
+            abort();
+}
+
+// What the driver takes from an AppInfo reply besides the JSON: versions, serial, model and
+// the persistent limit.
+static void check_app_info(const Hoymiles__APPInfoDataReqDTO *r)
+{
+    char text[12]; // shorter than the longest version, so cutting short is exercised too
+    const Hoymiles__APPDtuInfoMO *di = r->dtu_info;
+    if (di) {
+        hm_dtu_version(di->dtu_sw_version, text, sizeof(text));
+        check_text(text, sizeof(text));
+        hm_dtu_version(di->dtu_hw_version, text, sizeof(text));
+        check_text(text, sizeof(text));
+    }
+    for (size_t i = 0; i < r->n_pv_info; i++) {
+        const Hoymiles__APPPvInfoMO *pv = r->pv_info[i];
+        hm_serial_text(pv->pv_serial_number, text, sizeof(text));
+        check_text(text, sizeof(text));
+        const char *model = hm_inverter_model(pv->pv_serial_number);
+        if (model && !*model)
+            abort();
+        hm_inverter_sw_version(pv->pv_sw_version, text, sizeof(text));
+        check_text(text, sizeof(text));
+        hm_inverter_hw_version(pv->pv_hw_version, text, sizeof(text));
+        check_text(text, sizeof(text));
+    }
+    for (size_t i = 0; i < r->n_app_features; i++)
+        if (r->app_features[i]->value)
+            check_feature_limit(r->app_features[i]->value);
+}
+
 // The message must render as JSON that jansson can print (so every string is valid UTF-8),
 // and packing it must give bytes that unpack cleanly to the same bytes again.
 static void check_message(const ProtobufCMessageDescriptor *d, ProtobufCMessage *m)
@@ -88,6 +138,8 @@ static void check_message(const ProtobufCMessageDescriptor *d, ProtobufCMessage 
     free(a);
     free(b);
     protobuf_c_message_free_unpacked(again, NULL);
+    if (d == &hoymiles__appinfo_data_req_dto__descriptor)
+        check_app_info((const Hoymiles__APPInfoDataReqDTO *)(const void *)m);
 }
 
 static void unpack_as(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n)
@@ -251,10 +303,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     free(hex);
 
-    // The decode command on the input as text.
+    // The decode command on the input as text, and the input as a feature 8 value.
     char *text = xmalloc(size + 1);
     memcpy(text, data, size);
     text[size] = '\0';
+    check_feature_limit(text);
     err[0] = '\0';
     check_decode_rc(hoymiles_decode(text, devnull, err, sizeof(err)), err);
     free(text);

@@ -1211,6 +1211,53 @@ static bool core_request(struct hs_dtu *dtu, struct hs_conn *c, int64_t mono, in
     return got;
 }
 
+// Feeds a RealDataNew request that reached the host at `arrived` but is read at `mono`;
+// true when the DTU answered.
+static bool core_request_at(struct hs_dtu *dtu, struct hs_conn *c, int64_t mono, int64_t wall,
+                            int64_t arrived)
+{
+    struct hs_buf pl = pl_realdata(), f = {0};
+    hs_frame_build(&f, HS_TAG_REALDATA, next_seq++, pl.data, pl.len, NULL);
+    CHECK(hs_conn_input_at(dtu, c, mono, wall, arrived, f.data, f.len) == f.len,
+          "input not consumed");
+    size_t n;
+    hs_conn_output(c, &n);
+    hs_conn_sent(c, n);
+    hs_buf_free(&pl);
+    hs_buf_free(&f);
+    return n > 0;
+}
+
+// The guard runs from arrival to arrival, as the DTU sees requests, not from when a loaded
+// wrapper got round to reading them.
+static void core_guard_on_arrival(const struct hs_config *cfg, int64_t noon)
+{
+    struct hs_dtu *x = hs_dtu_new(cfg, 0, noon);
+    struct hs_conn *xc = hs_conn_new(x, 0, noon);
+    CHECK(xc, "no connection at noon");
+    int64_t g = cfg->guard_ms;
+    // Arrived at 1000, read only at 1000 + g - 1000; the next arrives g + 500 after the first:
+    // 1500 ms after the first was read, yet no violation.
+    CHECK(core_request_at(x, xc, g, noon + g, 1000), "late-read request not answered");
+    CHECK(core_request_at(x, xc, g + 1500, noon + g + 1500, g + 1500), "spaced request refused");
+    struct hs_stats st;
+    hs_dtu_stats(x, &st);
+    CHECK(st.guard_violations == 0, "guard measured from the read, not the arrival");
+    // Arrived g - 1 after the previous one, read much later: a violation all the same.
+    CHECK(!core_request_at(x, xc, 3 * g, noon + 3 * g, 2 * g + 1499), "violation answered");
+    hs_dtu_stats(x, &st);
+    CHECK(st.guard_violations == 1 && st.locked, "late-read violation not detected");
+    // An arrival reported after the read counts as the read: 9 g would put the next request,
+    // g after this read, before it.
+    hs_dtu_control(x, 3 * g, noon + 3 * g, HS_CTL_UNLOCK, 0);
+    CHECK(core_request_at(x, xc, 5 * g, noon + 5 * g, 9 * g), "request after unlock refused");
+    CHECK(core_request_at(x, xc, 6 * g, noon + 6 * g, 6 * g), "future arrival not clamped");
+    hs_dtu_stats(x, &st);
+    CHECK(st.guard_violations == 1, "violations at end");
+    hs_conn_free(x, xc);
+    hs_dtu_free(x);
+}
+
 static void test_core_day(const char *sim)
 {
     (void)sim;
@@ -1329,6 +1376,8 @@ static void test_core_day(const char *sim)
           "model not deterministic");
     hs_buf_free(&out[0]);
     hs_buf_free(&out[1]);
+
+    core_guard_on_arrival(&cfg, day0 + 11 * 3600000LL);
 
     // Wire reference values (hoymiles.md 1.3).
     CHECK(hs_crc16((const uint8_t *)"123456789", 9) == 0x4B37, "CRC check value");

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -166,6 +167,11 @@ static void client_accept(struct sim *s)
         return;
     }
     sim_nonblock_cloexec(fd);
+    int one = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one)) < 0) {
+        fprintf(stderr, "e2m-hoymiles-sim: SO_TIMESTAMPNS: %s (arrival = read time)\n",
+                strerror(errno));
+    }
     struct client *c = NULL;
     for (int i = 0; i < MAX_CLIENTS && !c; i++) {
         c = s->clients[i].fd < 0 ? &s->clients[i] : NULL;
@@ -182,10 +188,22 @@ static void client_accept(struct sim *s)
     }
 }
 
+// Reads what is there, with the time the kernel received it (SO_TIMESTAMPNS: the wall clock
+// of the last segment read). The DTU's rules are about when requests arrive, not about when
+// this process, perhaps descheduled on a loaded machine, got round to reading them.
 static void client_read(struct sim *s, struct client *c)
 {
     uint8_t buf[4096];
-    ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
+    union {
+        char buf[CMSG_SPACE(sizeof(struct timespec))];
+        struct cmsghdr align;
+    } ctl;
+    struct iovec iov = {buf, sizeof(buf)};
+    struct msghdr msg = {.msg_iov = &iov,
+                         .msg_iovlen = 1,
+                         .msg_control = ctl.buf,
+                         .msg_controllen = sizeof(ctl.buf)};
+    ssize_t n = recvmsg(c->fd, &msg, 0);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
         return;
     }
@@ -193,7 +211,19 @@ static void client_read(struct sim *s, struct client *c)
         client_close(s, c);
         return;
     }
-    hs_conn_input(s->dtu, c->conn, sim_mono_ms(), sim_wall_ms(), buf, (size_t)n);
+    int64_t mono = sim_mono_ms(), wall = sim_wall_ms(), arrived = mono;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
+            struct timespec ts;
+            memcpy(&ts, CMSG_DATA(cm), sizeof(ts));
+            int64_t ago = wall - ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+            // A wall clock that stepped makes `ago` meaningless: then it is now.
+            if (ago > 0 && ago < 600000) {
+                arrived = mono - ago;
+            }
+        }
+    }
+    hs_conn_input_at(s->dtu, c->conn, mono, wall, arrived, buf, (size_t)n);
 }
 
 // Opens or closes the listening socket to match the DTU's reachability.

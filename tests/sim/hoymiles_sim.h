@@ -254,6 +254,13 @@ struct hs_conn *hs_conn_new(struct hs_dtu *d, int64_t mono, int64_t wall);
 // that is closing or was replaced is discarded.
 size_t hs_conn_input(struct hs_dtu *d, struct hs_conn *c, int64_t mono, int64_t wall,
                      const uint8_t *buf, size_t len);
+// The same for bytes that reached the host at monotonic time `arrived` (at most mono; later is
+// taken as mono), e.g. the kernel's receive timestamp. A request's arrival is then the
+// arrival of the bytes that complete its frame, as a real DTU would see it, however late the
+// wrapper got round to reading them: the guard, the command gap and the upload windows are
+// measured on it (the upload windows at wall - (mono - arrived)).
+size_t hs_conn_input_at(struct hs_dtu *d, struct hs_conn *c, int64_t mono, int64_t wall,
+                        int64_t arrived, const uint8_t *buf, size_t len);
 // Bytes waiting to be sent on c (*len = 0 when none); valid until the next call on c or d.
 const uint8_t *hs_conn_output(struct hs_conn *c, size_t *len);
 // Reports that the first n bytes of the output were sent.

@@ -53,9 +53,10 @@ struct snapshot {
 struct hs_conn {
     struct hs_buf in, out;
     bool closing;
-    bool in_garbage;    // bytes are being skipped; counted once as a bad frame
-    bool waiting_tag;   // a complete body waits for its GCM tag
-    int64_t wait_since; // mono when that body completed
+    bool in_garbage;      // bytes are being skipped; counted once as a bad frame
+    bool waiting_tag;     // a complete body waits for its GCM tag
+    int64_t wait_since;   // mono when that body was read (the tag wait runs from here)
+    int64_t body_arrival; // mono when the bytes completing that body arrived
 };
 
 struct hs_dtu {
@@ -1065,8 +1066,10 @@ static bool sealed_ok(const struct hs_dtu *d, const struct hs_frame *f)
     return ok;
 }
 
-// Extracts and handles every complete frame buffered on c.
-static void conn_process(struct hs_dtu *d, struct hs_conn *c, int64_t mono, int64_t wall)
+// Extracts and handles every complete frame buffered on c. The bytes that completed them
+// reached the host at (arrival, arrival_wall); mono is now.
+static void conn_process(struct hs_dtu *d, struct hs_conn *c, int64_t mono, int64_t arrival,
+                         int64_t arrival_wall)
 {
     while (!c->closing && d->conn == c && !d->rebooting) {
         size_t skip = 0;
@@ -1102,7 +1105,7 @@ static void conn_process(struct hs_dtu *d, struct hs_conn *c, int64_t mono, int6
         c->in_garbage = false;
         bool enc_tag = d->encrypted && f.n > 0 && hs_tag_encrypted(f.tag);
         if (!enc_tag) {
-            frame_in(d, c, mono, wall, &f, FK_PLAIN);
+            frame_in(d, c, arrival, arrival_wall, &f, FK_PLAIN);
             hs_buf_consume(&c->in, f.total);
             continue;
         }
@@ -1110,7 +1113,7 @@ static void conn_process(struct hs_dtu *d, struct hs_conn *c, int64_t mono, int6
         bool have_tag = hs_frame_parse(b, c->in.len, true, &ft) > 0;
         if (f.tag == HS_TAG_HEARTBEAT && (!have_tag || !sealed_ok(d, &ft)) &&
             heartbeat_plain(f.payload, f.n)) {
-            frame_in(d, c, mono, wall, &f, FK_PLAIN);
+            frame_in(d, c, arrival, arrival_wall, &f, FK_PLAIN);
             hs_buf_consume(&c->in, f.total);
             continue;
         }
@@ -1118,11 +1121,12 @@ static void conn_process(struct hs_dtu *d, struct hs_conn *c, int64_t mono, int6
             if (!c->waiting_tag) {
                 c->waiting_tag = true;
                 c->wait_since = mono;
+                c->body_arrival = arrival;
             }
             return;
         }
         c->waiting_tag = false;
-        frame_in(d, c, mono, wall, &ft, FK_SEALED);
+        frame_in(d, c, arrival, arrival_wall, &ft, FK_SEALED);
         hs_buf_consume(&c->in, ft.frame_len);
     }
 }
@@ -1164,11 +1168,11 @@ void hs_dtu_tick(struct hs_dtu *d, int64_t mono, int64_t wall)
         struct hs_frame f;
         c->waiting_tag = false;
         if (hs_frame_parse(c->in.data, c->in.len, false, &f) > 0) {
-            frame_in(d, c, c->wait_since, wall, &f, FK_NO_TAG);
+            frame_in(d, c, c->body_arrival, wall, &f, FK_NO_TAG);
             hs_buf_consume(&c->in, f.total);
         }
         if (d->conn == c) {
-            conn_process(d, c, mono, wall);
+            conn_process(d, c, mono, mono, wall);
         }
     }
     if (d->powered && !d->rebooting && mono >= d->next_data) {
@@ -1240,12 +1244,20 @@ struct hs_conn *hs_conn_new(struct hs_dtu *d, int64_t mono, int64_t wall)
 size_t hs_conn_input(struct hs_dtu *d, struct hs_conn *c, int64_t mono, int64_t wall,
                      const uint8_t *buf, size_t len)
 {
+    return hs_conn_input_at(d, c, mono, wall, mono, buf, len);
+}
+
+size_t hs_conn_input_at(struct hs_dtu *d, struct hs_conn *c, int64_t mono, int64_t wall,
+                        int64_t arrived, const uint8_t *buf, size_t len)
+{
     hs_dtu_tick(d, mono, wall);
     if (c->closing || d->conn != c || len == 0) {
         return len;
     }
     hs_buf_append(&c->in, buf, len);
-    conn_process(d, c, d->last_mono > mono ? d->last_mono : mono, wall);
+    int64_t now = d->last_mono > mono ? d->last_mono : mono;
+    int64_t arrival = arrived < now ? arrived : now;
+    conn_process(d, c, now, arrival, wall - (now - arrival));
     return len;
 }
 

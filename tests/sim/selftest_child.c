@@ -278,6 +278,9 @@ static void send_line(struct child *c, const char *text)
 
 // Formats a command and appends the newline; the text without it stays at the start of `out`.
 static void format_line(char *out, size_t size, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
+static void format_line(char *out, size_t size, const char *fmt, va_list ap)
 {
     int n = vsnprintf(out, size - 1, fmt, ap);
     CHECK(n >= 0 && (size_t)n < size - 1, "control line longer than %zu bytes", size - 2);

@@ -16,7 +16,9 @@
 #include "core/config.h"
 #include "core/diag.h"
 #include "core/log.h"
+#include "core/mem.h"
 #include "core/model.h"
+#include "core/node.h"
 #include "core/params.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
@@ -201,6 +203,22 @@ static const struct bad_case bad_cases[] = {
     {"{\"devices\":[{\"id\":\"a\",\"model\":\"sunspec/inverter\",\"host\":\"h\","
      "\"options\":[\"poll_intervall: 5s\"]}]}",
      true, "devices[0].options.poll_intervall"},
+    // Found by fuzz_addon (corpus/addon/crash-*): an option that closes its mapping and
+    // comments out the rest of the line, or ends the document, passed the check alone and
+    // broke the converted document around it.
+    {"{\"devices\":[{\"id\":\"a\",\"model\":\"sunspec/inverter\",\"host\":\"h\","
+     "\"options\":\"poll_interval: 5s} #\",\"disable\":\"power\"}]}",
+     true, "devices[0].options: expected"},
+    {"{\"devices\":[{\"id\":\"a\",\"model\":\"sunspec/inverter\",\"host\":\"h\","
+     "\"options\":[\"poll_interval: 5s}\\r...\\r#\"]}]}",
+     true, "devices[0].options[0]: expected"},
+    // A string holding U+0001 could stand in for the marker of a device's options.
+    {"{\"devices\":[{\"id\":\"a\",\"name\":\"\\u0001e2m-options-0\",\"model\":"
+     "\"sunspec/inverter\",\"host\":\"h\",\"options\":\"poll_interval: 5s\"}]}",
+     true, "U+0001"},
+    {"{\"mqtt\":{\"options\":\"\\u0001e2m-options-0\"},\"devices\":[{\"id\":\"a\","
+     "\"model\":\"sunspec/inverter\",\"host\":\"h\",\"options\":\"poll_interval: 5s\"}]}",
+     true, "U+0001"},
 };
 
 START_TEST(test_bad_options)
@@ -377,6 +395,72 @@ START_TEST(test_options_file_limit)
 }
 END_TEST
 
+// Found by fuzz_addon: the options of one device may hold the text of the next device's
+// marker (as a YAML escape); it must not take the next device's options.
+START_TEST(test_option_holds_next_marker)
+{
+    json_t *o =
+        json_loads("{\"devices\":[{\"id\":\"a\",\"model\":\"m\",\"options\":"
+                   "\"label: \\\"\\\\u0001e2m-options-1\\\"\"},{\"id\":\"b\",\"model\":\"m\","
+                   "\"options\":\"poll_interval: 5s\"}]}",
+                   0, NULL);
+    ck_assert_ptr_nonnull(o);
+    struct addon_broker b = {.host = "h", .port = 1883};
+    char err[256] = "";
+    char *text = addon_build_config(o, &b, "127.0.0.1:8099", "/data", err, sizeof(err));
+    json_decref(o);
+    ck_assert_msg(text, "%s", err);
+    struct arena *a = arena_new();
+    struct diag d;
+    diag_init(&d);
+    struct node *root = NULL;
+    ck_assert_int_eq(node_parse(a, "converted", text, strlen(text), &root, &d), 0);
+    const struct node *devs = node_get(root, "devices");
+    ck_assert_ptr_nonnull(devs);
+    ck_assert_uint_eq(devs->n, 2);
+    const struct node *label = node_get(node_get(devs->items[0], "options"), "label");
+    ck_assert_ptr_nonnull(label);
+    ck_assert_str_eq(label->str, "\001e2m-options-1");
+    const struct node *poll = node_get(node_get(devs->items[1], "options"), "poll_interval");
+    ck_assert_ptr_nonnull(poll);
+    ck_assert_str_eq(poll->str, "5s");
+    diag_free(&d);
+    arena_free(a);
+    free(text);
+}
+END_TEST
+
+// Found by fuzz_addon: JSON leaves DEL, C1 controls, NEL, LS, PS, U+FEFF and U+FFFF raw, and
+// YAML refuses them or reads the line breaks as spaces. They reach the configuration intact.
+START_TEST(test_strings_survive_conversion)
+{
+    static const char password[] = "line\xe2\x80\xa8sep\xe2\x80\xa9para\xc2\x85nel\x7f";
+    static const char name[] = "c1\xc2\x90"
+                               "bom\xef\xbb\xbfnon\xef\xbf\xbf"
+                               "char";
+    json_t *o = json_pack("{s:{s:s,s:s},s:[{s:s,s:s,s:s,s:s}]}", "mqtt", "username", "me",
+                          "password", password, "devices", "id", "meter", "name", name, "model",
+                          "eastron/sdm630", "host", "10.0.0.9");
+    ck_assert_ptr_nonnull(o);
+    struct addon_broker b = {.host = "h", .port = 1883};
+    char err[512] = "";
+    char *text = addon_build_config(o, &b, "127.0.0.1:8099", "/data", err, sizeof(err));
+    json_decref(o);
+    ck_assert_msg(text, "%s", err);
+    struct config *cfg = NULL;
+    struct diag d;
+    diag_init(&d);
+    int rc = config_load_text("options.json (converted)", text, strlen(text), &cfg, &d);
+    ck_assert_msg(rc == 0, "%s", d.n ? d.lines[0] : "?");
+    ck_assert_str_eq(cfg->mqtt.password, password);
+    ck_assert_uint_eq(cfg->n_devices, 1);
+    ck_assert_str_eq(cfg->devices[0].name, name);
+    config_free(cfg);
+    diag_free(&d);
+    free(text);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("addon");
@@ -387,6 +471,8 @@ int main(void)
     tcase_add_loop_test(tc, test_bad_options, 0, (int)N(bad_cases));
     tcase_add_loop_test(tc, test_supervisor_reply_limit, 0, (int)N(reply_cases));
     tcase_add_loop_test(tc, test_options_file_limit, 0, 2);
+    tcase_add_test(tc, test_option_holds_next_marker);
+    tcase_add_test(tc, test_strings_survive_conversion);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -1305,6 +1305,12 @@ static const struct {
     {"1,A:,B:1", -1},
     {"1,XA:500", -1},
     {"1,A:5x", -1},
+    {"A:0", 0.0},
+    // Found by fuzz_hoymiles (corpus/hoymiles/crash-appinfo-feature-limit-out-of-range): a
+    // limit below 0 % or above 100 % was published as the power limit.
+    {"1,A:-5,B:0,C:0", -1},
+    {"1,A:1001", -1},
+    {"A:2147483647", -1},
 };
 
 START_TEST(test_feature_limit)

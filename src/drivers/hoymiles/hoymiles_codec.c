@@ -925,6 +925,8 @@ int hm_feature_limit_percent(const char *value, double *percent)
             long v = strtol(digits, &end, 10);
             if (end == digits || errno || (*end != '\0' && *end != ',' && *end != '\r'))
                 return -EINVAL;
+            if (v < 0 || v > 1000)
+                return -EINVAL; // tenths of a percent: anything else is not a limit
             *percent = (double)v / 10.0;
             return 0;
         }

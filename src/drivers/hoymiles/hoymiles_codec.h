@@ -190,7 +190,7 @@ int hm_limit_percent_data(char *out, size_t cap, double percent); // "A:800,B:0,
 int hm_limit_watts_data(char *out, size_t cap, double watts);     // "S:1,P:300"
 
 // The persistent % limit from AppInfo's app feature 8 ("1,A:1000,B:1000,C:1000" -> 100.0).
-// -EINVAL when the text has no A: value.
+// -EINVAL when the text has no A: value, or one outside 0..1000 (tenths of a percent).
 int hm_feature_limit_percent(const char *value, double *percent);
 
 // ---- text ----------------------------------------------------------------------------------
