@@ -274,6 +274,9 @@ START_TEST(test_pushed_registers_decode_what_they_hold)
     ck_assert(num("b") == 81);
     ck_assert(num("c") == 121);
     ck_assert(is_null("wide"));
+    // Published at once when no job is in flight, within a second when one is (the first
+    // poll may still be waiting for its answer, depending on when the loop started it).
+    run_for(1000);
     ck_assert_int_ge(state_events, 1);
     push(T_INPUT, 25, 2); // the u32 alone: high word first (the default word order)
     run_for(100);
