@@ -819,9 +819,8 @@ static void broker_restart(int expected)
 
 static void sims_start(void)
 {
-    char mqtt[64], sun_sr[8];
+    char mqtt[64];
     snprintf(mqtt, sizeof(mqtt), "127.0.0.1:%d", broker.port);
-    (void)sun_sr;
     const char *sunspec[] = {"--profile", "sunspec", "--port", "0", NULL};
     const char *sdm[] = {"--profile", "sdm630", "--port", "0", NULL};
     const char *plug[] = {"--type", "powermeter", "--port", "0", "--tick", "500", NULL};
