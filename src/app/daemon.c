@@ -552,14 +552,21 @@ static void fill_device(struct daemon *dm, size_t i, struct status_device *sd)
     }
 }
 
+// The bridge and every device as the status module sees them; the caller frees the array.
+static struct status_device *fill_all(struct daemon *dm, struct status_bridge *b)
+{
+    fill_bridge(dm, b);
+    struct status_device *sd = xcalloc(dm->n_devices + 1, sizeof(*sd));
+    for (size_t i = 0; i < dm->n_devices; i++)
+        fill_device(dm, i, &sd[i]);
+    return sd;
+}
+
 static json_t *route_health(void *arg)
 {
     struct daemon *dm = arg;
     struct status_bridge b;
-    fill_bridge(dm, &b);
-    struct status_device *sd = xcalloc(dm->n_devices + 1, sizeof(*sd));
-    for (size_t i = 0; i < dm->n_devices; i++)
-        fill_device(dm, i, &sd[i]);
+    struct status_device *sd = fill_all(dm, &b);
     json_t *j = status_health(&b, sd, dm->n_devices);
     free(sd);
     return j;
@@ -641,10 +648,7 @@ static char *route_metrics(void *arg)
 {
     struct daemon *dm = arg;
     struct status_bridge b;
-    fill_bridge(dm, &b);
-    struct status_device *sd = xcalloc(dm->n_devices + 1, sizeof(*sd));
-    for (size_t i = 0; i < dm->n_devices; i++)
-        fill_device(dm, i, &sd[i]);
+    struct status_device *sd = fill_all(dm, &b);
     char *text = status_metrics(&b, sd, dm->n_devices);
     free(sd);
     return text;
